@@ -1,0 +1,150 @@
+"""The open visitor sockets of this process and the events routed to them.
+
+Events arrive from the bus (which, with Redis, carries them from any
+process). Message frames are delivered strictly in ``seq`` order and never
+twice: a socket that sees a gap reads the missing messages from the database,
+the truth, before going on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from core import events as ev
+from core.availability import WidgetStatus
+from core.conversations import message_frame, messages_after
+from core.services import Services
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class VisitorSocket:
+    ws: web.WebSocketResponse
+    widget_id: int
+    visitor_id: str
+    ip: str
+    conversation_id: int | None = None
+    last_seq: int = 0
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        await self.send_text(json.dumps(frame, separators=(",", ":")))
+
+    async def send_text(self, text: str) -> None:
+        if self.ws.closed:
+            return
+        try:
+            await self.ws.send_str(text)
+        except (ConnectionError, RuntimeError):
+            pass  # the socket is going away; its handler cleans up
+
+
+class WidgetHub:
+    def __init__(self, services: Services) -> None:
+        self.services = services
+        self._by_widget: dict[int, set[VisitorSocket]] = defaultdict(set)
+        self._by_visitor: dict[tuple[int, str], set[VisitorSocket]] = defaultdict(set)
+        self._per_ip: dict[str, int] = defaultdict(int)
+        bus = services.bus
+        bus.subscribe(ev.MESSAGE_CREATED, self._on_message)
+        bus.subscribe(ev.CONVERSATION_UPDATED, self._on_conversation)
+        bus.subscribe(ev.TYPING, self._on_typing)
+        services.watcher.add_listener(self.push_status)
+
+    # -- registry ---------------------------------------------------------
+    def connections_from(self, ip: str) -> int:
+        return self._per_ip.get(ip, 0)
+
+    def add(self, sock: VisitorSocket) -> None:
+        self._by_widget[sock.widget_id].add(sock)
+        self._by_visitor[(sock.widget_id, sock.visitor_id)].add(sock)
+        self._per_ip[sock.ip] += 1
+
+    def remove(self, sock: VisitorSocket) -> None:
+        self._discard(self._by_widget, sock.widget_id, sock)
+        self._discard(self._by_visitor, (sock.widget_id, sock.visitor_id), sock)
+        self._per_ip[sock.ip] -= 1
+        if self._per_ip[sock.ip] <= 0:
+            del self._per_ip[sock.ip]
+
+    @staticmethod
+    def _discard(index: dict[Any, set[VisitorSocket]], key: Any, sock: VisitorSocket) -> None:
+        group = index.get(key)
+        if group is not None:
+            group.discard(sock)
+            if not group:
+                del index[key]
+
+    @property
+    def count(self) -> int:
+        return sum(len(s) for s in self._by_widget.values())
+
+    def all_sockets(self) -> list[VisitorSocket]:
+        return [s for group in self._by_widget.values() for s in group]
+
+    # -- deliveries -------------------------------------------------------
+    async def push_status(self, widget_id: int, _key: str, status: WidgetStatus) -> None:
+        sockets = self._by_widget.get(widget_id)
+        if not sockets:
+            return
+        text = json.dumps({"type": "status", **status.to_json()}, separators=(",", ":"))
+        for sock in list(sockets):
+            await sock.send_text(text)
+
+    async def _on_message(self, _name: str, data: dict[str, Any]) -> None:
+        sockets = self._by_visitor.get((data["widget_id"], data.get("visitor_id", "")), set())
+        for sock in list(sockets):
+            await self.deliver(sock, data["conversation_id"], data["seq"], data["internal"], data["frame"])
+
+    async def deliver(
+        self, sock: VisitorSocket, conversation_id: int, seq: int, internal: bool, frame: dict[str, Any]
+    ) -> None:
+        async with sock.lock:
+            if sock.conversation_id is None:
+                sock.conversation_id, sock.last_seq = conversation_id, 0
+            if sock.conversation_id != conversation_id or seq <= sock.last_seq:
+                return
+            if seq == sock.last_seq + 1:
+                if not internal:
+                    await sock.send(frame)
+            else:
+                await self._fill_gap(sock, conversation_id, up_to=seq)
+            sock.last_seq = seq
+
+    async def _fill_gap(self, sock: VisitorSocket, conversation_id: int, up_to: int) -> None:
+        async with self.services.db.read() as session:
+            missing = await messages_after(session, conversation_id, sock.last_seq, up_to_seq=up_to)
+        for message in missing:
+            await sock.send(message_frame(message))
+
+    async def _on_conversation(self, _name: str, data: dict[str, Any]) -> None:
+        conv = data["conversation"]
+        if conv["status"] != "closed":
+            return
+        for sock in list(self._by_visitor.get((conv["widget_id"], conv["visitor_id"]), ())):
+            async with sock.lock:
+                if sock.conversation_id == conv["id"]:
+                    sock.conversation_id, sock.last_seq = None, 0
+                    await sock.send({"type": "conversation", "conversation_id": conv["id"], "state": "closed"})
+
+    async def _on_typing(self, _name: str, data: dict[str, Any]) -> None:
+        if data["from"] == "visitor":
+            return
+        frame = {"type": "typing", "from": data["from"], "author": data["author"], "active": data["active"]}
+        for sock in list(self._by_widget.get(data["widget_id"], ())):
+            if sock.conversation_id == data["conversation_id"]:
+                await sock.send(frame)
+
+    async def close_all(self) -> None:
+        """Ask every widget to reconnect (to another process) and close."""
+        for sock in self.all_sockets():
+            await sock.send({"type": "reconnect"})
+            await sock.ws.close(code=1012, message=b"server restarting")

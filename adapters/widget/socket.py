@@ -1,0 +1,245 @@
+"""The visitor WebSocket: ``GET /widget/{key}/ws``.
+
+Protocol (JSON frames with ``type``): the client opens with ``hello``
+(its signed token and the last ``seq`` it saw); the server answers
+``welcome`` and replays what the client missed; ``message`` frames from the
+client are acknowledged with ``ack`` only after they are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from adapters.http import client_ip, error_response, services
+from adapters.widget.hub import VisitorSocket, WidgetHub
+from adapters.widget.origins import origin_allowed
+from core.conversations import (
+    VisitorContext,
+    conversation_last_seq,
+    current_conversation,
+    message_frame,
+    messages_after,
+)
+from core.errors import DomainError, NotFound
+from core.models import Widget
+from core.widgets import get_widget_by_key
+
+log = logging.getLogger(__name__)
+
+HUB = web.AppKey("widget_hub", WidgetHub)
+HELLO_TIMEOUT_S = 15
+HEARTBEAT_S = 30
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _field(frame: dict[str, Any], name: str, kind: type, max_len: int = 2000) -> Any:
+    value = frame.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+        raise FrameError("bad_frame", f"{name} has the wrong type")
+    if isinstance(value, str):
+        return value[:max_len]
+    return value
+
+
+def _context(hello: dict[str, Any]) -> VisitorContext:
+    return VisitorContext(
+        page_url=_field(hello, "page_url", str, 2000),
+        page_title=_field(hello, "page_title", str, 500),
+        language=_field(hello, "language", str, 35),
+        timezone=_field(hello, "timezone", str, 64),
+    )
+
+
+def _parse(raw: str) -> dict[str, Any]:
+    try:
+        frame = json.loads(raw)
+    except ValueError as exc:
+        raise FrameError("bad_frame", "frames must be JSON objects") from exc
+    if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+        raise FrameError("bad_frame", "frames must be JSON objects with a type")
+    return frame
+
+
+class VisitorSession:
+    """One open socket: its handshake, replay and the frames it sends."""
+
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse, widget: Widget) -> None:
+        self.request = request
+        self.ws = ws
+        self.widget = widget
+        self.svc = services(request)
+        self.hub = request.app[HUB]
+        self.ip = client_ip(request)
+        self.sock: VisitorSocket | None = None
+        self.context = VisitorContext()
+
+    async def run(self) -> None:
+        hello = await self._receive_hello()
+        if hello is None:
+            return
+        await self._welcome(hello)
+        try:
+            async for msg in self.ws:
+                if msg.type == WSMsgType.TEXT:
+                    await self._on_text(msg.data)
+                elif msg.type == WSMsgType.BINARY:
+                    await self._error("bad_frame", "send text frames")
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            if self.sock is not None:
+                self.hub.remove(self.sock)
+
+    async def _receive_hello(self) -> dict[str, Any] | None:
+        try:
+            msg = await self.ws.receive(timeout=HELLO_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            await self.ws.close(code=4408, message=b"no hello")
+            return None
+        if msg.type != WSMsgType.TEXT:
+            return None
+        try:
+            frame = _parse(msg.data)
+            if frame["type"] != "hello":
+                raise FrameError("bad_frame", "the first frame must be hello")
+            self.context = _context(frame)
+            return frame
+        except FrameError as exc:
+            await self._error(exc.code, exc.message)
+            await self.ws.close(code=4400, message=b"bad hello")
+            return None
+
+    async def _welcome(self, hello: dict[str, Any]) -> None:
+        token = hello.get("token")
+        visitor_id = self.svc.visitor_tokens.verify(token)
+        if visitor_id is None:
+            # No stored record: a visitor who never writes leaves nothing behind.
+            visitor_id, token = self.svc.visitor_tokens.issue()
+        async with self.svc.db.read() as session:
+            conv = await current_conversation(session, self.widget.id, visitor_id)
+        resume_after = hello.get("resume_after")
+        if not isinstance(resume_after, int) or isinstance(resume_after, bool) or resume_after < 0:
+            resume_after = 0
+        if conv is None or hello.get("conversation_id") != conv.id:
+            resume_after = 0
+        self.sock = VisitorSocket(self.ws, self.widget.id, visitor_id, self.ip)
+        async with self.sock.lock:  # events arriving during the replay wait here
+            self.hub.add(self.sock)
+            status = await self.svc.watcher.status_of(self.widget)
+            await self.sock.send(
+                {
+                    "type": "welcome",
+                    "token": token,
+                    "visitor_id": visitor_id,
+                    "conversation_id": conv.id if conv else None,
+                    "status": status.to_json(),
+                }
+            )
+            if conv is not None:
+                self.sock.conversation_id = conv.id
+                self.sock.last_seq = resume_after
+                await self._replay(conv.id)
+
+    async def _replay(self, conversation_id: int) -> None:
+        assert self.sock is not None
+        while True:
+            async with self.svc.db.read() as session:
+                batch = await messages_after(session, conversation_id, self.sock.last_seq, limit=500)
+                last_seq = await conversation_last_seq(session, conversation_id)
+            for message in batch:
+                await self.sock.send(message_frame(message))
+            if len(batch) < 500:
+                self.sock.last_seq = max(self.sock.last_seq, last_seq)
+                return
+            self.sock.last_seq = batch[-1].seq
+
+    async def _on_text(self, raw: str) -> None:
+        try:
+            frame = _parse(raw)
+            kind = frame["type"]
+            if kind == "message":
+                await self._on_message(frame)
+            elif kind == "typing":
+                await self._on_typing(frame)
+            elif kind == "ping":
+                await self._send({"type": "pong"})
+            else:
+                raise FrameError("bad_frame", f"unknown frame type {kind[:40]!r}")
+        except FrameError as exc:
+            await self._error(exc.code, exc.message)
+        except DomainError as exc:
+            await self._error(exc.code, exc.message, client_id=frame.get("client_id"))
+
+    async def _on_message(self, frame: dict[str, Any]) -> None:
+        assert self.sock is not None
+        client_id = _field(frame, "client_id", str, 64)
+        limits = self.svc.limits
+        for key, limit in (
+            (f"ws:{id(self.ws)}", limits.messages_per_connection_per_minute),
+            (f"ws-ip:{self.ip}", limits.messages_per_ip_per_minute),
+        ):
+            wait = await self.svc.rate_limiter.hit(key, limit, 60)
+            if wait is not None:
+                raise FrameError("rate_limited", f"You're sending messages too fast; try again in {int(wait) + 1} s.")
+        conv, message, _dup = await self.svc.chat.visitor_message(
+            self.widget, self.sock.visitor_id, frame.get("text"), client_id=client_id, context=self.context
+        )
+        await self.sock.send(
+            {"type": "ack", "client_id": client_id, "id": message.id, "seq": message.seq, "conversation_id": conv.id}
+        )
+
+    async def _on_typing(self, frame: dict[str, Any]) -> None:
+        assert self.sock is not None
+        if self.sock.conversation_id is None:
+            return
+        async with self.svc.db.read() as session:
+            conv = await current_conversation(session, self.widget.id, self.sock.visitor_id)
+        if conv is not None:
+            await self.svc.chat.typing(conv, "visitor", None, bool(frame.get("active")))
+
+    async def _error(self, code: str, message: str, client_id: Any = None) -> None:
+        frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+        if isinstance(client_id, str):
+            frame["client_id"] = client_id
+        await self._send(frame)
+
+    async def _send(self, frame: dict[str, Any]) -> None:
+        if self.sock is not None:
+            await self.sock.send(frame)
+        elif not self.ws.closed:
+            await self.ws.send_str(json.dumps(frame))
+
+
+async def widget_socket(request: web.Request) -> web.StreamResponse:
+    svc = services(request)
+    async with svc.db.read() as session:
+        try:
+            widget = await get_widget_by_key(session, request.match_info["key"])
+        except NotFound:
+            return error_response(404, "not_found", "unknown widget key")
+    if not origin_allowed(widget, request.headers.get("Origin")):
+        return error_response(403, "origin_not_allowed", "this page's origin may not use this widget")
+    hub = request.app[HUB]
+    if hub.connections_from(client_ip(request)) >= svc.limits.connections_per_ip:
+        return error_response(429, "too_many_connections", "too many open chat connections from your address")
+    ws = web.WebSocketResponse(
+        compress=False,  # permessage-deflate costs ~88 KB per idle socket
+        max_msg_size=svc.limits.max_frame_bytes,
+        heartbeat=HEARTBEAT_S,
+    )
+    await ws.prepare(request)
+    await VisitorSession(request, ws, widget).run()
+    return ws

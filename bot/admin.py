@@ -1,0 +1,156 @@
+"""Admin verbs of the command line: each returns text for people and data for ``--json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.agents import agent_to_json, create_agent, find_agent, issue_token
+from core.apikeys import api_key_to_json, create_api_key
+from core.db import Database
+from core.errors import ValidationFailed
+from core.models import Agent, Widget
+from core.offline import list_offline_messages, offline_message_to_json
+from core.widgets import create_widget, find_widget, widget_to_json
+
+from bot import migrate as migrations
+from bot.settings import Settings
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be reached or is not migrated; the message says what to do."""
+
+
+@dataclass
+class Output:
+    text: str
+    data: Any
+
+
+def migrate(settings: Settings) -> None:
+    try:
+        migrations.upgrade(settings.database_url)
+    except (OSError, DBAPIError) as exc:
+        raise DatabaseUnavailable(describe_db_error(settings, exc)) from exc
+
+
+def describe_db_error(settings: Settings, exc: BaseException) -> str:
+    """One line for the operator: a missing schema says to migrate, anything else names the URL."""
+    text = str(exc)
+    if any(hint in text for hint in ("no such table", "UndefinedTable", "does not exist")):
+        return "the database has no deskbell tables yet; run `deskbell migrate` first"
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0][:200]
+    return f"DESKBELL_DATABASE_URL: cannot use the database ({reason})"
+
+
+@asynccontextmanager
+async def _session(settings: Settings, write: bool) -> AsyncIterator[AsyncSession]:
+    db = Database(settings.database_url)
+    try:
+        async with (db.write() if write else db.read()) as session:
+            yield session
+    except (OSError, DBAPIError) as exc:
+        raise DatabaseUnavailable(describe_db_error(settings, exc)) from exc
+    finally:
+        await db.dispose()
+
+
+def embed_snippet(settings: Settings, key: str) -> str:
+    base = settings.url_for(settings.host, settings.port)
+    return f'<script src="{base}/widget.js" data-widget="{key}" async></script>'
+
+
+def console_link(settings: Settings, token: str) -> str:
+    return f"{settings.url_for(settings.host, settings.port)}/console/login?token={token}"
+
+
+async def widget_create(settings: Settings, args: argparse.Namespace) -> Output:
+    data: dict[str, Any] = {}
+    if args.settings:
+        try:
+            data = json.loads(args.settings)
+        except ValueError as exc:
+            raise ValidationFailed.of({"--settings": f"is not valid JSON ({exc})"}) from exc
+        if not isinstance(data, dict):
+            raise ValidationFailed.of({"--settings": "must be a JSON object"})
+    async with _session(settings, write=True) as session:
+        widget = await create_widget(session, {**data, "name": args.name})
+    body = widget_to_json(widget)
+    body["embed"] = embed_snippet(settings, widget.key)
+    return Output(f"created widget {widget.id} {widget.name!r} key={widget.key}\n{body['embed']}", body)
+
+
+async def widget_list(settings: Settings, args: argparse.Namespace) -> Output:
+    async with _session(settings, write=False) as session:
+        widgets = list((await session.execute(select(Widget).order_by(Widget.id))).scalars())
+    rows = [widget_to_json(w) for w in widgets]
+    lines = [f"{w.id:>4}  {w.key}  {'on ' if w.enabled else 'off'}  {w.name}" for w in widgets]
+    return Output("\n".join(lines) or "no widgets yet: deskbell widget create NAME", {"items": rows})
+
+
+async def apikey_create(settings: Settings, args: argparse.Namespace) -> Output:
+    async with _session(settings, write=True) as session:
+        key, secret = await create_api_key(session, args.name)
+    body = {**api_key_to_json(key), "key": secret}
+    return Output(f"API key {args.name!r} (shown once, store it now):\n{secret}", body)
+
+
+async def agent_create(settings: Settings, args: argparse.Namespace) -> Output:
+    async with _session(settings, write=True) as session:
+        agent = await create_agent(session, {"name": args.name, "email": args.email})
+        token = await issue_token(session, agent, "login")
+    link = console_link(settings, token)
+    body = {**agent_to_json(agent), "console_login_url": link}
+    return Output(f"created agent {agent.id} {agent.name} <{agent.email}>\nconsole sign-in link (7 days): {link}", body)
+
+
+async def agent_link(settings: Settings, args: argparse.Namespace) -> Output:
+    async with _session(settings, write=True) as session:
+        agent = await find_agent(session, args.agent)
+        token = await issue_token(session, agent, "login")
+    link = console_link(settings, token)
+    return Output(f"console sign-in link for {agent.name} (7 days): {link}", {"agent_id": agent.id, "console_login_url": link})
+
+
+async def agent_list(settings: Settings, args: argparse.Namespace) -> Output:
+    async with _session(settings, write=False) as session:
+        agents = list((await session.execute(select(Agent).order_by(Agent.id))).scalars())
+    rows = [agent_to_json(a) for a in agents]
+    lines = [
+        f"{r['id']:>4}  {'on duty ' if r['on_duty'] else 'off duty'}  {'available' if r['available'] else '-        '}  {r['name']} <{r['email']}>"
+        for r in rows
+    ]
+    return Output("\n".join(lines) or "no agents yet: deskbell agent create NAME --email E", {"items": rows})
+
+
+async def offline_list(settings: Settings, args: argparse.Namespace) -> Output:
+    async with _session(settings, write=False) as session:
+        widget_id = (await find_widget(session, args.widget)).id if args.widget else None
+        rows = await list_offline_messages(
+            session, widget_id=widget_id, status=args.status, limit=max(1, min(args.limit, 1000))
+        )
+    items = [offline_message_to_json(r) for r in rows[: args.limit]]
+    lines = [
+        f"{m['id']:>5}  {m['created_at'][:16]}  {m['status']:<7}  {m['email']}  {m['message'].splitlines()[0][:60] if m['message'] else ''}"
+        for m in items
+    ]
+    return Output("\n".join(lines) or "no offline messages", {"items": items})
+
+
+HANDLERS: dict[tuple[str, str], Callable[[Settings, argparse.Namespace], Awaitable[Output]]] = {
+    ("widget", "create"): widget_create,
+    ("widget", "list"): widget_list,
+    ("apikey", "create"): apikey_create,
+    ("agent", "create"): agent_create,
+    ("agent", "link"): agent_link,
+    ("agent", "list"): agent_list,
+    ("offline", "list"): offline_list,
+}

@@ -1,0 +1,83 @@
+"""The aiohttp Application: routes of every adapter plus health and the demo page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from adapters.http import SERVICES, json_error_middleware
+from adapters.widget.hub import WidgetHub
+from adapters.widget.routes import setup_widget_routes
+from adapters.widget.socket import HUB
+from core.services import Services
+
+from bot.health import setup_health_routes
+
+STATIC = Path(__file__).parent / "static"
+JSON_PREFIXES = ("/api/", "/widget/", "/offlinemessages", "/console/api/", "/healthz", "/readyz")
+
+
+def build_app(svc: Services) -> web.Application:
+    app = web.Application(
+        middlewares=[json_error_middleware(JSON_PREFIXES)],
+        client_max_size=svc.limits.max_body_bytes,
+    )
+    app[SERVICES] = svc
+    app[HUB] = WidgetHub(svc)
+    setup_widget_routes(app)
+    setup_health_routes(app)
+    _setup_optional(app)
+    app.router.add_get("/", demo_page)
+    app.cleanup_ctx.append(_background)
+    app.on_shutdown.append(_close_sockets)
+    return app
+
+
+def _setup_optional(app: web.Application) -> None:
+    """Adapters that register themselves when present (API, console)."""
+    try:
+        from adapters.api.routes import setup_api_routes
+    except ImportError:  # pragma: no cover - during bring-up only
+        pass
+    else:
+        setup_api_routes(app)
+    try:
+        from adapters.console.routes import setup_console_routes
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        setup_console_routes(app)
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    svc = app[SERVICES]
+    await svc.watcher.refresh()
+    task = asyncio.create_task(svc.watcher.run(), name="status-watcher")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _close_sockets(app: web.Application) -> None:
+    await app[HUB].close_all()
+
+
+async def demo_page(request: web.Request) -> web.Response:
+    """A page with the first widget embedded, so a newcomer sees it work."""
+    from sqlalchemy import select
+
+    from core.models import Widget
+
+    svc = request.app[SERVICES]
+    async with svc.db.read() as session:
+        widget = (await session.execute(select(Widget).order_by(Widget.id).limit(1))).scalar_one_or_none()
+    html = (STATIC / "demo.html").read_text()
+    key = widget.key if widget else ""
+    base = svc.public_url or f"{request.scheme}://{request.host}"
+    html = html.replace("{{WIDGET_KEY}}", key).replace("{{BASE}}", base)
+    return web.Response(text=html, content_type="text/html")

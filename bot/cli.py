@@ -1,0 +1,126 @@
+"""The ``deskbell`` command line.
+
+Service verbs (``run``, ``web``, ``worker``, ``migrate``) and admin verbs
+(``widget``, ``apikey``, ``agent``, ``offline``); every admin verb takes
+``--json``. Configuration mistakes end with one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from core.errors import DomainError
+
+from bot import admin
+from bot.serve import ServeOptions, serve
+from bot.settings import ConfigError, Settings
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (1-65535)")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deskbell", description="Website live chat answered from Slack and Microsoft Teams."
+    )
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    for name, help_text in (
+        ("run", "everything in one process: migrate, seed a demo on first start, serve and run jobs"),
+        ("web", "serve the widget, API, console and platform endpoints"),
+    ):
+        p = verbs.add_parser(name, help=help_text)
+        p.add_argument("--host", help="address to bind (default: DESKBELL_HOST or 127.0.0.1)")
+        p.add_argument("--port", type=_port, help="port (default: PORT, else DESKBELL_PORT, else 8080)")
+    verbs.add_parser("worker", help="run scheduled jobs (one per deployment)")
+    verbs.add_parser("migrate", help="create or upgrade the database schema")
+
+    widget = verbs.add_parser("widget", help="manage widgets").add_subparsers(dest="action", required=True)
+    p = widget.add_parser("create", help="create a widget and print its embed snippet")
+    p.add_argument("name")
+    p.add_argument("--settings", help='JSON object of settings, e.g. \'{"hide_when_offline": true}\'')
+    _json_flag(p)
+    _json_flag(widget.add_parser("list", help="list widgets"))
+
+    apikey = verbs.add_parser("apikey", help="manage REST API keys").add_subparsers(dest="action", required=True)
+    p = apikey.add_parser("create", help="create an API key (shown once)")
+    p.add_argument("name")
+    _json_flag(p)
+
+    agent = verbs.add_parser("agent", help="manage agents").add_subparsers(dest="action", required=True)
+    p = agent.add_parser("create", help="create an agent and print a console sign-in link")
+    p.add_argument("name")
+    p.add_argument("--email", required=True)
+    _json_flag(p)
+    p = agent.add_parser("link", help="print a new console sign-in link for an agent")
+    p.add_argument("agent", help="email or id")
+    _json_flag(p)
+    _json_flag(agent.add_parser("list", help="list agents"))
+
+    offline = verbs.add_parser("offline", help="offline messages").add_subparsers(dest="action", required=True)
+    p = offline.add_parser("list", help="list offline messages, newest first")
+    p.add_argument("--widget", help="widget key or id")
+    p.add_argument("--status", choices=("new", "handled"))
+    p.add_argument("--limit", type=int, default=50)
+    _json_flag(p)
+    return parser
+
+
+def _json_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"deskbell: {message}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        return _fail(str(exc))
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        if args.verb in {"run", "web", "worker"}:
+            options = ServeOptions(
+                mode=args.verb,
+                host=getattr(args, "host", None) or settings.host,
+                port=getattr(args, "port", None) or settings.port,
+            )
+            return serve(settings, options)
+        if args.verb == "migrate":
+            admin.migrate(settings)
+            print("database is up to date")
+            return 0
+        handler: Callable[[Settings, argparse.Namespace], Awaitable[Any]] = admin.HANDLERS[(args.verb, args.action)]
+        result = asyncio.run(handler(settings, args))
+    except ConfigError as exc:
+        return _fail(str(exc))
+    except DomainError as exc:
+        return _fail(exc.message, 1)
+    except admin.DatabaseUnavailable as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        return 130
+    if getattr(args, "json", False):
+        print(json.dumps(result.data, indent=2))
+    else:
+        print(result.text)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""The chat service: every inbound event goes through here.
+
+Each method is one database transaction followed by events on the bus, the
+single path of DESIGN.md ("inbound event -> core service -> one transaction
+-> publish -> deliveries"). Adapters (widget, console, Slack, Teams) call
+these methods and never write to each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import events as ev
+from core.agents import get_agent, mark_seen, set_duty, update_agent
+from core.conversations import (
+    VisitorContext,
+    claim_conversation,
+    close_conversation,
+    conversation_to_json,
+    get_conversation,
+    message_frame,
+    message_to_json,
+    post_agent_message,
+    post_visitor_message,
+)
+from core.db import Database
+from core.events import EventBus
+from core.models import Agent, Conversation, Message, Widget
+
+
+def _message_event(conv: Conversation, message: Message) -> dict[str, Any]:
+    return {
+        "conversation_id": conv.id,
+        "widget_id": conv.widget_id,
+        "visitor_id": conv.visitor_id,
+        "seq": message.seq,
+        "internal": message.internal,
+        "frame": message_frame(message),
+        "message": message_to_json(message),
+    }
+
+
+def _conversation_event(conv: Conversation) -> dict[str, Any]:
+    return {
+        "conversation_id": conv.id,
+        "widget_id": conv.widget_id,
+        "conversation": conversation_to_json(conv),
+    }
+
+
+class ChatService:
+    def __init__(self, db: Database, bus: EventBus) -> None:
+        self.db = db
+        self.bus = bus
+
+    async def visitor_message(
+        self,
+        widget: Widget,
+        visitor_id: str,
+        text: Any,
+        *,
+        client_id: str | None,
+        context: VisitorContext = VisitorContext(),
+    ) -> tuple[Conversation, Message, bool]:
+        """Store, commit, then announce. Returns (conversation, message, duplicate)."""
+        async with self.db.write() as session:
+            posted = await post_visitor_message(
+                session, widget, visitor_id, text, client_id=client_id, context=context
+            )
+        if posted.duplicate:
+            return posted.conversation, posted.message, True
+        if posted.started:
+            await self.bus.publish(ev.CONVERSATION_UPDATED, _conversation_event(posted.conversation))
+        await self.bus.publish(ev.MESSAGE_CREATED, _message_event(posted.conversation, posted.message))
+        return posted.conversation, posted.message, False
+
+    async def agent_message(
+        self,
+        conversation_id: int,
+        text: Any,
+        *,
+        agent_id: int | None = None,
+        author: str | None = None,
+        avatar_url: str | None = None,
+    ) -> Message | None:
+        """An agent's line from any platform; ``!close`` closes, notes stay internal."""
+        seen_changed = False
+        async with self.db.write() as session:
+            conv = await get_conversation(session, conversation_id)
+            agent: Agent | None = await get_agent(session, agent_id) if agent_id else None
+            if agent is not None:
+                seen_changed = mark_seen(agent)
+            message, closed = await post_agent_message(
+                session, conv, text, agent=agent, author=author, avatar_url=avatar_url
+            )
+        if seen_changed:
+            await self.bus.publish(ev.AGENTS_CHANGED, {"agent_id": agent_id})
+        if closed:
+            await self.bus.publish(ev.CONVERSATION_UPDATED, _conversation_event(conv))
+        if message is not None:
+            await self.bus.publish(ev.MESSAGE_CREATED, _message_event(conv, message))
+        return message
+
+    async def claim(self, conversation_id: int, agent_id: int) -> Conversation:
+        async with self.db.write() as session:
+            conv = await get_conversation(session, conversation_id)
+            agent = await get_agent(session, agent_id)
+            mark_seen(agent)
+            await claim_conversation(session, conv, agent)
+        await self.bus.publish(ev.CONVERSATION_UPDATED, _conversation_event(conv))
+        return conv
+
+    async def close(self, conversation_id: int, agent_id: int | None = None) -> Conversation:
+        async with self.db.write() as session:
+            conv = await get_conversation(session, conversation_id)
+            if agent_id:
+                mark_seen(await get_agent(session, agent_id))
+            closed = await close_conversation(session, conv)
+        if closed:
+            await self.bus.publish(ev.CONVERSATION_UPDATED, _conversation_event(conv))
+        return conv
+
+    async def typing(self, conversation: Conversation, sender: str, author: str | None, active: bool) -> None:
+        await self.bus.publish(
+            ev.TYPING,
+            {
+                "conversation_id": conversation.id,
+                "widget_id": conversation.widget_id,
+                "from": sender,
+                "author": author,
+                "active": bool(active),
+            },
+        )
+
+    async def set_duty(self, agent_id: int, on_duty: bool) -> Agent:
+        async with self.db.write() as session:
+            agent = await set_duty(session, await get_agent(session, agent_id), on_duty)
+        await self.bus.publish(ev.AGENTS_CHANGED, {"agent_id": agent_id})
+        return agent
+
+    async def update_agent(self, agent_id: int, data: dict[str, Any]) -> Agent:
+        async with self.db.write() as session:
+            agent = await update_agent(session, await get_agent(session, agent_id), data)
+        await self.bus.publish(ev.AGENTS_CHANGED, {"agent_id": agent_id})
+        return agent
+
+    async def agent_seen(self, agent_id: int) -> None:
+        """A heartbeat or action: keeps the agent's session alive."""
+        async with self.db.write() as session:
+            changed = mark_seen(await get_agent(session, agent_id))
+        if changed:
+            await self.bus.publish(ev.AGENTS_CHANGED, {"agent_id": agent_id})

@@ -1,0 +1,36 @@
+"""The set of running services an adapter is handed by the wiring in ``bot``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from core.chat import ChatService
+from core.db import Database
+from core.events import EventBus
+from core.ratelimit import RateLimiter
+from core.status import StatusWatcher
+from core.tokens import VisitorTokens
+
+
+@dataclass
+class Limits:
+    """Abuse limits; defaults suit a small team and can be tightened per deployment."""
+
+    offline_per_ip_per_hour: int = 10
+    messages_per_connection_per_minute: int = 30
+    messages_per_ip_per_minute: int = 60
+    connections_per_ip: int = 20
+    max_frame_bytes: int = 16 * 1024
+    max_body_bytes: int = 64 * 1024
+
+
+@dataclass
+class Services:
+    db: Database
+    bus: EventBus
+    chat: ChatService
+    watcher: StatusWatcher
+    visitor_tokens: VisitorTokens
+    rate_limiter: RateLimiter
+    public_url: str
+    limits: Limits = field(default_factory=Limits)

@@ -1,0 +1,138 @@
+"""Shared fixtures: every database test runs on SQLite and on PostgreSQL.
+
+PostgreSQL is expected at DESKBELL_TEST_POSTGRES_URL (default: the local
+trust-auth server). Under CI=true an unreachable server fails the tests
+instead of skipping them, so a green CI always means both databases ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from core.db import Database
+from core.models import Base
+from core.services import Limits, Services
+
+from bot.app import build_app
+from bot.settings import Settings
+from bot.wiring import build_services
+
+PG_URL = os.environ.get("DESKBELL_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+_pg_schema_ready = False
+
+
+def _pg_reachable() -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", 5432), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require_postgres() -> None:
+    if _pg_reachable():
+        return
+    if IN_CI:
+        pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (CI=true requires it)")
+    pytest.skip("PostgreSQL is not running here (start it, or run with CI=true to make this fail)")
+
+
+async def _reset_postgres(db: Database) -> None:
+    global _pg_schema_ready
+    async with db.engine.begin() as conn:
+        if not _pg_schema_ready:
+            await conn.run_sync(Base.metadata.drop_all)
+            await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            await conn.run_sync(Base.metadata.create_all)
+            _pg_schema_ready = True
+        else:
+            names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        require_postgres()
+        return PG_URL
+    return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    database = Database(db_url)
+    if database.is_sqlite:
+        async with database.engine.begin() as conn:
+            await conn.run_sync(Base.metadata.create_all)
+    else:
+        await _reset_postgres(database)
+    yield database
+    await database.dispose()
+
+
+@pytest.fixture
+def limits() -> Limits:
+    return Limits()
+
+
+@pytest.fixture
+async def services(db: Database, db_url: str, limits: Limits) -> AsyncIterator[Services]:
+    await db.dispose()
+    settings = Settings(database_url=db_url, secret_key="test-secret-key-0123456789")
+    svc = await build_services(settings, public_url="", limits=limits)
+    yield svc
+    await svc.bus.drain()  # type: ignore[attr-defined]
+    await svc.db.dispose()
+
+
+@pytest.fixture
+async def client(aiohttp_client, services: Services):  # type: ignore[no-untyped-def]
+    """A test client for the whole application on the parametrized database."""
+    return await aiohttp_client(build_app(services))
+
+
+async def eventually(predicate, timeout: float = 3.0, interval: float = 0.02):  # type: ignore[no-untyped-def]
+    """Wait until ``predicate()`` (sync or async) is truthy; return its value."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A database with nothing in it (for migrations and the command line)."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+        return
+    require_postgres()
+    import asyncpg  # only the PostgreSQL variant needs the driver directly
+
+    name = f"deskbell_t_{os.getpid()}_{id(request) % 100000}"
+    admin_dsn = PG_URL.replace("postgresql+asyncpg", "postgresql").rsplit("/", 1)[0] + "/postgres"
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
