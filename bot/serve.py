@@ -21,7 +21,7 @@ from bot.app import build_app
 from bot.migrate import head_revision
 from bot.seed import DemoCredentials, seed_demo
 from bot.settings import Settings
-from bot.wiring import build_services
+from bot.wiring import build_dispatcher, build_services
 from bot.worker import run_worker
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,8 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
                 return 2
             print(_banner(options, public_url, demo), flush=True)
         if options.mode in {"run", "worker"}:
-            tasks.append(asyncio.create_task(run_worker(svc.db, stop), name="worker"))
+            dispatcher = build_dispatcher(svc, settings)
+            tasks.append(asyncio.create_task(run_worker(svc.db, dispatcher, stop), name="worker"))
             if options.mode == "worker":
                 print("deskbell worker running; Ctrl+C to stop", flush=True)
         await stop.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from core.chat import ChatService
+from core.dispatch import Dispatcher
 from core.db import Database
 from core.events import LocalBus
 from core.instance import ensure_secret_key
@@ -31,3 +32,9 @@ async def build_services(settings: Settings, *, public_url: str, limits: Limits 
         public_url=public_url,
         limits=limits or Limits(),
     )
+
+
+def build_dispatcher(svc: Services, settings: Settings) -> Dispatcher:
+    """The outbox dispatcher with a handler for every configured destination."""
+    dispatcher = Dispatcher(svc.db, svc.bus)
+    return dispatcher

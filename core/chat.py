@@ -24,7 +24,9 @@ from core.conversations import (
     post_visitor_message,
 )
 from core.db import Database
+from core.dedupe import first_time
 from core.events import EventBus
+from core.fanout import plan_message_relay, plan_root_update
 from core.models import Agent, Conversation, Message, Widget
 
 
@@ -67,6 +69,9 @@ class ChatService:
             posted = await post_visitor_message(
                 session, widget, visitor_id, text, client_id=client_id, context=context
             )
+            planned = 0 if posted.duplicate else await plan_message_relay(session, posted.conversation, posted.message)
+        if planned:
+            await self.bus.publish(ev.OUTBOX_ENQUEUED, {})
         if posted.duplicate:
             return posted.conversation, posted.message, True
         if posted.started:
@@ -82,10 +87,19 @@ class ChatService:
         agent_id: int | None = None,
         author: str | None = None,
         avatar_url: str | None = None,
+        source_binding_id: int | None = None,
+        event_id: tuple[str, str] | None = None,
     ) -> Message | None:
-        """An agent's line from any platform; ``!close`` closes, notes stay internal."""
+        """An agent's line from any platform; ``!close`` closes, notes stay internal.
+
+        ``source_binding_id`` is the channel it was written in (not relayed
+        back there); ``event_id`` (source, id) makes a redelivered platform
+        event a no-op.
+        """
         seen_changed = False
         async with self.db.write() as session:
+            if event_id is not None and not await first_time(session, *event_id):
+                return None
             conv = await get_conversation(session, conversation_id)
             agent: Agent | None = await get_agent(session, agent_id) if agent_id else None
             if agent is not None:
@@ -93,6 +107,11 @@ class ChatService:
             message, closed = await post_agent_message(
                 session, conv, text, agent=agent, author=author, avatar_url=avatar_url
             )
+            if message is not None:
+                await plan_message_relay(session, conv, message, exclude_binding_id=source_binding_id)
+            if closed:
+                await plan_root_update(session, conv)
+        await self.bus.publish(ev.OUTBOX_ENQUEUED, {})
         if seen_changed:
             await self.bus.publish(ev.AGENTS_CHANGED, {"agent_id": agent_id})
         if closed:
@@ -107,6 +126,8 @@ class ChatService:
             agent = await get_agent(session, agent_id)
             mark_seen(agent)
             await claim_conversation(session, conv, agent)
+            await plan_root_update(session, conv)
+        await self.bus.publish(ev.OUTBOX_ENQUEUED, {})
         await self.bus.publish(ev.CONVERSATION_UPDATED, _conversation_event(conv))
         return conv
 
@@ -116,7 +137,10 @@ class ChatService:
             if agent_id:
                 mark_seen(await get_agent(session, agent_id))
             closed = await close_conversation(session, conv)
+            if closed:
+                await plan_root_update(session, conv)
         if closed:
+            await self.bus.publish(ev.OUTBOX_ENQUEUED, {})
             await self.bus.publish(ev.CONVERSATION_UPDATED, _conversation_event(conv))
         return conv
 

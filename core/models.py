@@ -208,3 +208,130 @@ class Setting(Base):
 
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class OutboxItem(Base):
+    """A delivery owed to the outside world; see core/outbox.py for its life cycle."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_ordering", "ordering_key", "id"),
+        Index("ix_outbox_ref", "ref_type", "ref_id"),
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|delivering|done|dead
+    ordering_key: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    ref_type: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    ref_id: Mapped[int | None] = mapped_column(ID, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    locked_until: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    result: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class DeliveryAttempt(Base):
+    """One try at one delivery: when, how it ended, what the other side said."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    outbox_id: Mapped[int] = mapped_column(ForeignKey("outbox.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    ok: Mapped[bool]
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ChannelBinding(Base):
+    """A widget's chats relayed into one channel of a platform (Slack, Teams...).
+
+    Platform specifics (service URL, tenant, bot token reference) live in
+    ``config`` so a new platform needs no schema change here.
+    """
+
+    __tablename__ = "channel_bindings"
+    __table_args__ = (
+        UniqueConstraint("widget_id", "platform"),
+        Index("ix_channel_bindings_channel", "platform", "workspace_id", "channel_id"),
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    widget_id: Mapped[int] = mapped_column(ForeignKey("widgets.id", ondelete="CASCADE"))
+    platform: Mapped[str] = mapped_column(String(20))
+    workspace_id: Mapped[str] = mapped_column(String(100))
+    channel_id: Mapped[str] = mapped_column(String(200))
+    channel_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(10), default="ok")  # ok | broken
+    status_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ThreadLink(Base):
+    """Where a conversation lives on a bound channel: the Slack thread ts, the Teams reply chain."""
+
+    __tablename__ = "thread_links"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "binding_id"),
+        Index("ix_thread_links_thread", "binding_id", "thread_ref"),
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    binding_id: Mapped[int] = mapped_column(ForeignKey("channel_bindings.id", ondelete="CASCADE"))
+    thread_ref: Mapped[str] = mapped_column(String(300))
+    root_ref: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MessageLink(Base):
+    """A relayed message's id on a platform, so edits and deletions can follow it."""
+
+    __tablename__ = "message_links"
+    __table_args__ = (
+        UniqueConstraint("binding_id", "platform_ref"),
+        Index("ix_message_links_message", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    binding_id: Mapped[int] = mapped_column(ForeignKey("channel_bindings.id", ondelete="CASCADE"))
+    platform_ref: Mapped[str] = mapped_column(String(300))
+
+
+class AgentIdentity(Base):
+    """An agent's account on a platform (a Slack user in a workspace, a Teams user)."""
+
+    __tablename__ = "agent_identities"
+    __table_args__ = (UniqueConstraint("platform", "workspace_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    workspace_id: Mapped[str] = mapped_column(String(100))
+    user_id: Mapped[str] = mapped_column(String(200))
+    display_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    avatar_url: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ProcessedEvent(Base):
+    """Inbound platform events already handled: platforms retry, we act once."""
+
+    __tablename__ = "processed_events"
+    __table_args__ = (UniqueConstraint("source", "event_id"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    source: Mapped[str] = mapped_column(String(20))
+    event_id: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 01:09:22.238968
+Create Date: 2026-11-25
 """
 
 from __future__ import annotations
@@ -45,6 +45,39 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
     sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash'))
     )
+    op.create_table('outbox',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('kind', sa.String(length=40), nullable=False),
+    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('ordering_key', sa.String(length=100), nullable=True),
+    sa.Column('ref_type', sa.String(length=40), nullable=True),
+    sa.Column('ref_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('locked_until', core.models.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=True),
+    sa.Column('result', sa.JSON(), nullable=True),
+    sa.Column('created_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('done_at', core.models.UTCDateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox'))
+    )
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index('ix_outbox_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index('ix_outbox_ordering', ['ordering_key', 'id'], unique=False)
+        batch_op.create_index('ix_outbox_ref', ['ref_type', 'ref_id'], unique=False)
+
+    op.create_table('processed_events',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('source', sa.String(length=20), nullable=False),
+    sa.Column('event_id', sa.String(length=200), nullable=False),
+    sa.Column('created_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_processed_events')),
+    sa.UniqueConstraint('source', 'event_id', name=op.f('uq_processed_events_source'))
+    )
+    with op.batch_alter_table('processed_events', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_processed_events_created_at'), ['created_at'], unique=False)
+
     op.create_table('settings',
     sa.Column('name', sa.String(length=100), nullable=False),
     sa.Column('value', sa.Text(), nullable=False),
@@ -73,6 +106,22 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_widgets')),
     sa.UniqueConstraint('key', name=op.f('uq_widgets_key'))
     )
+    op.create_table('agent_identities',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('agent_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('platform', sa.String(length=20), nullable=False),
+    sa.Column('workspace_id', sa.String(length=100), nullable=False),
+    sa.Column('user_id', sa.String(length=200), nullable=False),
+    sa.Column('display_name', sa.String(length=200), nullable=True),
+    sa.Column('avatar_url', sa.String(length=1000), nullable=True),
+    sa.Column('created_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_agent_identities_agent_id_agents'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_agent_identities')),
+    sa.UniqueConstraint('platform', 'workspace_id', 'user_id', name=op.f('uq_agent_identities_platform'))
+    )
+    with op.batch_alter_table('agent_identities', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_agent_identities_agent_id'), ['agent_id'], unique=False)
+
     op.create_table('agent_tokens',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('agent_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -86,6 +135,25 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('agent_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_agent_tokens_agent_id'), ['agent_id'], unique=False)
+
+    op.create_table('channel_bindings',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('widget_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('platform', sa.String(length=20), nullable=False),
+    sa.Column('workspace_id', sa.String(length=100), nullable=False),
+    sa.Column('channel_id', sa.String(length=200), nullable=False),
+    sa.Column('channel_name', sa.String(length=200), nullable=True),
+    sa.Column('config', sa.JSON(), nullable=False),
+    sa.Column('status', sa.String(length=10), nullable=False),
+    sa.Column('status_detail', sa.Text(), nullable=True),
+    sa.Column('created_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['widget_id'], ['widgets.id'], name=op.f('fk_channel_bindings_widget_id_widgets'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_channel_bindings')),
+    sa.UniqueConstraint('widget_id', 'platform', name=op.f('uq_channel_bindings_widget_id'))
+    )
+    with op.batch_alter_table('channel_bindings', schema=None) as batch_op:
+        batch_op.create_index('ix_channel_bindings_channel', ['platform', 'workspace_id', 'channel_id'], unique=False)
 
     op.create_table('conversations',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -111,6 +179,21 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_conversations_status'), ['status'], unique=False)
         batch_op.create_index(batch_op.f('ix_conversations_widget_id'), ['widget_id'], unique=False)
         batch_op.create_index('ix_conversations_widget_visitor', ['widget_id', 'visitor_id'], unique=False)
+
+    op.create_table('delivery_attempts',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('outbox_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('number', sa.Integer(), nullable=False),
+    sa.Column('started_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('ok', sa.Boolean(), nullable=False),
+    sa.Column('status_code', sa.Integer(), nullable=True),
+    sa.Column('detail', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['outbox_id'], ['outbox.id'], name=op.f('fk_delivery_attempts_outbox_id_outbox'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_delivery_attempts'))
+    )
+    with op.batch_alter_table('delivery_attempts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_delivery_attempts_outbox_id'), ['outbox_id'], unique=False)
 
     op.create_table('offline_messages',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -149,11 +232,47 @@ def upgrade() -> None:
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.create_index('uq_messages_conversation_client', ['conversation_id', 'client_id'], unique=True)
 
+    op.create_table('thread_links',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('conversation_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('binding_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('thread_ref', sa.String(length=300), nullable=False),
+    sa.Column('root_ref', sa.String(length=300), nullable=True),
+    sa.Column('created_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['binding_id'], ['channel_bindings.id'], name=op.f('fk_thread_links_binding_id_channel_bindings'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['conversation_id'], ['conversations.id'], name=op.f('fk_thread_links_conversation_id_conversations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_thread_links')),
+    sa.UniqueConstraint('conversation_id', 'binding_id', name=op.f('uq_thread_links_conversation_id'))
+    )
+    with op.batch_alter_table('thread_links', schema=None) as batch_op:
+        batch_op.create_index('ix_thread_links_thread', ['binding_id', 'thread_ref'], unique=False)
+
+    op.create_table('message_links',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('message_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('binding_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('platform_ref', sa.String(length=300), nullable=False),
+    sa.ForeignKeyConstraint(['binding_id'], ['channel_bindings.id'], name=op.f('fk_message_links_binding_id_channel_bindings'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['message_id'], ['messages.id'], name=op.f('fk_message_links_message_id_messages'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_message_links')),
+    sa.UniqueConstraint('binding_id', 'platform_ref', name=op.f('uq_message_links_binding_id'))
+    )
+    with op.batch_alter_table('message_links', schema=None) as batch_op:
+        batch_op.create_index('ix_message_links_message', ['message_id'], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table('message_links', schema=None) as batch_op:
+        batch_op.drop_index('ix_message_links_message')
+
+    op.drop_table('message_links')
+    with op.batch_alter_table('thread_links', schema=None) as batch_op:
+        batch_op.drop_index('ix_thread_links_thread')
+
+    op.drop_table('thread_links')
     with op.batch_alter_table('messages', schema=None) as batch_op:
         batch_op.drop_index('uq_messages_conversation_client')
 
@@ -163,18 +282,40 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_offline_messages_status'))
 
     op.drop_table('offline_messages')
+    with op.batch_alter_table('delivery_attempts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_delivery_attempts_outbox_id'))
+
+    op.drop_table('delivery_attempts')
     with op.batch_alter_table('conversations', schema=None) as batch_op:
         batch_op.drop_index('ix_conversations_widget_visitor')
         batch_op.drop_index(batch_op.f('ix_conversations_widget_id'))
         batch_op.drop_index(batch_op.f('ix_conversations_status'))
 
     op.drop_table('conversations')
+    with op.batch_alter_table('channel_bindings', schema=None) as batch_op:
+        batch_op.drop_index('ix_channel_bindings_channel')
+
+    op.drop_table('channel_bindings')
     with op.batch_alter_table('agent_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_agent_tokens_agent_id'))
 
     op.drop_table('agent_tokens')
+    with op.batch_alter_table('agent_identities', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_agent_identities_agent_id'))
+
+    op.drop_table('agent_identities')
     op.drop_table('widgets')
     op.drop_table('settings')
+    with op.batch_alter_table('processed_events', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_processed_events_created_at'))
+
+    op.drop_table('processed_events')
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_ref')
+        batch_op.drop_index('ix_outbox_ordering')
+        batch_op.drop_index('ix_outbox_due')
+
+    op.drop_table('outbox')
     op.drop_table('api_keys')
     op.drop_table('agents')
     # ### end Alembic commands ###

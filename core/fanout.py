@@ -1,0 +1,53 @@
+"""Which deliveries a change owes, written into the change's own transaction.
+
+Chat relays go to every channel bound to the widget as outbox rows of kind
+``{platform}.relay`` / ``{platform}.root_update``; the platform adapter
+registers the handler. Rows of one conversation on one channel share an
+ordering key, so the thread's root is posted before its replies.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.bindings import bindings_for_widget
+from core.models import Conversation, Message
+from core.outbox import enqueue
+
+
+def relay_ordering_key(binding_id: int, conversation_id: int) -> str:
+    return f"relay:{binding_id}:{conversation_id}"
+
+
+async def plan_message_relay(
+    session: AsyncSession, conv: Conversation, message: Message, *, exclude_binding_id: int | None = None
+) -> int:
+    """Relay a stored message into every bound channel but the one it came from."""
+    planned = 0
+    for binding in await bindings_for_widget(session, conv.widget_id):
+        if binding.id == exclude_binding_id:
+            continue
+        enqueue(
+            session,
+            f"{binding.platform}.relay",
+            {"binding_id": binding.id, "conversation_id": conv.id, "message_id": message.id},
+            ordering_key=relay_ordering_key(binding.id, conv.id),
+            ref=("conversation", conv.id),
+        )
+        planned += 1
+    return planned
+
+
+async def plan_root_update(session: AsyncSession, conv: Conversation) -> int:
+    """Refresh the thread's root (claimed by, closed) in every bound channel."""
+    planned = 0
+    for binding in await bindings_for_widget(session, conv.widget_id):
+        enqueue(
+            session,
+            f"{binding.platform}.root_update",
+            {"binding_id": binding.id, "conversation_id": conv.id},
+            ordering_key=relay_ordering_key(binding.id, conv.id),
+            ref=("conversation", conv.id),
+        )
+        planned += 1
+    return planned

@@ -1,0 +1,231 @@
+"""The outbox: written with the change, delivered once, retried with backoff, never lost."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+
+from core.db import Database
+from core.dispatch import Dispatcher
+from core.models import DeliveryAttempt, OutboxItem, Widget
+from core.outbox import Outcome, enqueue, next_delay, retry_dead
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+async def _items(db: Database) -> list[OutboxItem]:
+    async with db.read() as session:
+        return list((await session.execute(select(OutboxItem).order_by(OutboxItem.id))).scalars())
+
+
+async def _enqueue(db: Database, kind: str = "test", n: int = 1, **kw) -> None:  # type: ignore[no-untyped-def]
+    async with db.write() as session:
+        for i in range(n):
+            item = enqueue(session, kind, {"n": i}, **kw)
+            item.next_attempt_at = T0
+
+
+async def test_a_row_exists_only_if_the_change_that_wrote_it_commits(db: Database):
+    try:
+        async with db.write() as session:
+            enqueue(session, "test", {"n": 1})
+            session.add(Widget(key="k", name="x"))  # missing required columns: the commit fails
+    except Exception:
+        pass
+    assert await _items(db) == []
+
+
+async def test_a_delivered_row_is_done_with_its_attempt_logged(db: Database):
+    clock = Clock()
+    seen: list[dict] = []  # type: ignore[type-arg]
+
+    async def handler(item: OutboxItem) -> Outcome:
+        seen.append(item.payload)
+        return Outcome(True, status_code=200, result={"ts": "1.2"})
+
+    dispatcher = Dispatcher(db, clock=clock)
+    dispatcher.register("test", handler)
+    await _enqueue(db)
+    assert await dispatcher.run_once() == 1
+    assert await dispatcher.run_once() == 0
+    [item] = await _items(db)
+    assert (item.status, item.attempts, item.result) == ("done", 1, {"ts": "1.2"})
+    assert seen == [{"n": 0}]
+    async with db.read() as session:
+        [attempt] = (await session.execute(select(DeliveryAttempt))).scalars()
+    assert attempt.ok and attempt.status_code == 200
+
+
+async def test_failures_follow_the_backoff_schedule_then_go_dead(db: Database):
+    clock = Clock()
+    tries = 0
+
+    async def failing(item: OutboxItem) -> Outcome:
+        nonlocal tries
+        tries += 1
+        return Outcome(False, status_code=500, detail="boom")
+
+    dispatcher = Dispatcher(db, clock=clock)
+    dispatcher.register("test", failing)
+    await _enqueue(db)
+    await dispatcher.run_once()
+    [item] = await _items(db)
+    assert item.status == "pending" and item.last_error == "boom"
+    assert timedelta(seconds=4.4) <= item.next_attempt_at - T0 <= timedelta(seconds=5.6)
+    assert await dispatcher.run_once() == 0  # not due yet
+    for _ in range(10):
+        clock.advance(hours=11)
+        await dispatcher.run_once()
+    [item] = await _items(db)
+    assert item.status == "dead" and tries == 8  # the first try and seven retries
+
+
+async def test_a_crash_mid_delivery_leads_to_a_retry_not_a_loss(db: Database):
+    clock = Clock()
+    await _enqueue(db)
+    from core.outbox import claim_due
+
+    async with db.write() as session:  # a worker claims the row, then dies
+        assert len(await claim_due(session, kinds=["test"], limit=10, now=clock())) == 1
+    delivered: list[int] = []
+
+    async def handler(item: OutboxItem) -> Outcome:
+        delivered.append(item.id)
+        return Outcome(True)
+
+    survivor = Dispatcher(db, clock=clock)
+    survivor.register("test", handler)
+    assert await survivor.run_once() == 0  # the lease still holds
+    clock.advance(minutes=3)
+    assert await survivor.run_once() == 1
+    assert len(delivered) == 1
+
+
+async def test_rows_with_one_ordering_key_are_delivered_one_at_a_time_in_order(db: Database):
+    clock = Clock()
+    order: list[int] = []
+    fail_first = True
+
+    async def handler(item: OutboxItem) -> Outcome:
+        nonlocal fail_first
+        if item.payload["n"] == 0 and fail_first:
+            fail_first = False
+            return Outcome(False, detail="slack down")
+        order.append(item.payload["n"])
+        return Outcome(True)
+
+    dispatcher = Dispatcher(db, clock=clock)
+    dispatcher.register("test", handler)
+    await _enqueue(db, n=3, ordering_key="thread:1")
+    await dispatcher.run_once()
+    assert order == []  # the root failed, so its replies wait
+    clock.advance(seconds=10)
+    await dispatcher.run_once()
+    await dispatcher.run_once()
+    await dispatcher.run_once()
+    assert order == [0, 1, 2]
+
+
+async def test_throttled_deliveries_wait_as_told_without_using_up_retries(db: Database):
+    clock = Clock()
+
+    async def throttled(item: OutboxItem) -> Outcome:
+        return Outcome(False, status_code=429, detail="rate_limited", retry_after=30)
+
+    dispatcher = Dispatcher(db, clock=clock)
+    dispatcher.register("test", throttled)
+    await _enqueue(db)
+    for _ in range(12):
+        await dispatcher.run_once()
+        clock.advance(seconds=31)
+    [item] = await _items(db)
+    assert item.status == "pending" and item.attempts == 12
+
+
+async def test_a_permanent_failure_is_dead_at_once_and_can_be_retried(db: Database):
+    clock = Clock()
+    outcomes = [Outcome(False, status_code=410, detail="gone", permanent=True), Outcome(True)]
+
+    async def handler(item: OutboxItem) -> Outcome:
+        return outcomes.pop(0)
+
+    dispatcher = Dispatcher(db, clock=clock)
+    dispatcher.register("test", handler)
+    await _enqueue(db)
+    await dispatcher.run_once()
+    [item] = await _items(db)
+    assert item.status == "dead"
+    async with db.write() as session:
+        await retry_dead(session, item.id)
+    clock.now = datetime.now(timezone.utc) + timedelta(seconds=1)
+    await dispatcher.run_once()
+    [item] = await _items(db)
+    assert item.status == "done"
+
+
+async def test_handler_errors_and_timeouts_are_recorded_as_failures(db: Database):
+    clock = Clock()
+
+    async def broken(item: OutboxItem) -> Outcome:
+        raise ConnectionError("refused")
+
+    dispatcher = Dispatcher(db, clock=clock)
+    dispatcher.register("test", broken)
+    await _enqueue(db)
+    await dispatcher.run_once()
+    [item] = await _items(db)
+    assert item.status == "pending" and "ConnectionError: refused" in (item.last_error or "")
+
+
+async def test_two_dispatchers_never_deliver_a_row_twice(db: Database):
+    clock = Clock()
+    delivered: list[int] = []
+
+    async def slow(item: OutboxItem) -> Outcome:
+        await asyncio.sleep(0.01)
+        delivered.append(item.payload["n"])
+        return Outcome(True)
+
+    other_db = Database(db.url)
+    try:
+        workers = [Dispatcher(db, clock=clock, batch=7), Dispatcher(other_db, clock=clock, batch=7)]
+        for w in workers:
+            w.register("test", slow)
+        await _enqueue(db, n=60)
+        for _ in range(6):
+            await asyncio.gather(*(w.run_once() for w in workers))
+        assert sorted(delivered) == list(range(60))
+    finally:
+        await other_db.dispose()
+
+
+def test_the_retry_schedule_is_about_5s_5m_30m_2h_5h_10h_10h():
+    import random
+
+    rng = random.Random(1)
+    delays = [next_delay(n, rng) for n in range(1, 9)]
+    assert delays[-1] is None
+    for got, want in zip(delays[:-1], (5, 300, 1800, 7200, 18000, 36000, 36000)):
+        assert want * 0.9 <= got <= want * 1.1  # type: ignore[operator]
+
+
+async def test_unregistered_kinds_are_left_for_a_worker_that_can_deliver_them(db: Database):
+    dispatcher = Dispatcher(db, clock=Clock())
+    dispatcher.register("email", lambda item: None)  # type: ignore[arg-type,return-value]
+    await _enqueue(db, kind="slack.post")
+    assert await dispatcher.run_once() == 0
+    [item] = await _items(db)
+    assert item.status == "pending"
