@@ -271,8 +271,12 @@ async def list_conversations(
 
 
 def message_frame(message: Message) -> dict[str, Any]:
-    """A message as the widget protocol shows it to the visitor."""
-    return {
+    """A message as the widget protocol shows it to the visitor.
+
+    A visitor's own message carries its ``client_id`` so each tab can match
+    it with the copy it is showing as pending.
+    """
+    frame: dict[str, Any] = {
         "type": "message",
         "conversation_id": message.conversation_id,
         "id": message.id,
@@ -283,6 +287,9 @@ def message_frame(message: Message) -> dict[str, Any]:
         "text": message.text,
         "ts": iso(message.created_at),
     }
+    if message.sender == "visitor" and message.client_id:
+        frame["client_id"] = message.client_id
+    return frame
 
 
 def message_to_json(message: Message) -> dict[str, Any]:

@@ -54,7 +54,7 @@ async def test_first_message_opens_a_conversation_and_is_acked_after_commit(clie
     assert stored is not None and stored.text == "Hello, is anyone there?"
     assert conv.page_url == "https://shop.example/pricing" and conv.language == "pt-BR"
     echoed = await visitor.next("message")
-    assert echoed["seq"] == 1 and echoed["from"] == "visitor"
+    assert echoed["seq"] == 1 and echoed["from"] == "visitor" and echoed["client_id"] == "c1"
 
 
 async def test_resending_the_same_client_id_stores_nothing_twice(client, widget, services):
@@ -98,6 +98,7 @@ async def test_reconnect_with_resume_after_gets_every_later_message_once_in_orde
     back = await Visitor.connect(client, widget.key, token=token, conversation_id=conv_id, resume_after=1)
     assert back.welcome["conversation_id"] == conv_id
     replayed = [await back.next("message") for _ in range(5)]
+    assert all(f["replay"] for f in replayed)
     assert [f["seq"] for f in replayed] == [2, 3, 4, 5, 6]
     assert [f["text"] for f in replayed] == [f"reply {n}" for n in range(5)]
     assert await back.quiet() == []
@@ -196,7 +197,7 @@ async def test_visitors_sending_too_fast_are_told_to_slow_down(client, widget, s
     for n in range(3):
         assert (await visitor.say(f"m{n}", f"c{n}"))["type"] == "ack"
     error = await visitor.say("m3", "c3")
-    assert error["code"] == "rate_limited"
+    assert error["code"] == "rate_limited" and error["client_id"] == "c3"
 
 
 async def test_agent_typing_is_shown_to_the_visitor(client, widget, agent, services):

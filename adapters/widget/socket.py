@@ -160,13 +160,14 @@ class VisitorSession:
                 batch = await messages_after(session, conversation_id, self.sock.last_seq, limit=500)
                 last_seq = await conversation_last_seq(session, conversation_id)
             for message in batch:
-                await self.sock.send(message_frame(message))
+                await self.sock.send({**message_frame(message), "replay": True})
             if len(batch) < 500:
                 self.sock.last_seq = max(self.sock.last_seq, last_seq)
                 return
             self.sock.last_seq = batch[-1].seq
 
     async def _on_text(self, raw: str) -> None:
+        frame: dict[str, Any] | None = None
         try:
             frame = _parse(raw)
             kind = frame["type"]
@@ -179,9 +180,9 @@ class VisitorSession:
             else:
                 raise FrameError("bad_frame", f"unknown frame type {kind[:40]!r}")
         except FrameError as exc:
-            await self._error(exc.code, exc.message)
+            await self._error(exc.code, exc.message, client_id=frame.get("client_id") if frame else None)
         except DomainError as exc:
-            await self._error(exc.code, exc.message, client_id=frame.get("client_id"))
+            await self._error(exc.code, exc.message, client_id=frame.get("client_id") if frame else None)
 
     async def _on_message(self, frame: dict[str, Any]) -> None:
         assert self.sock is not None
