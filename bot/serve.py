@@ -110,7 +110,7 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
                 await asyncio.wait_for(task, timeout=SHUTDOWN_TIMEOUT_S)
         return 0
     finally:
-        await svc.db.dispose()
+        await svc.close()
 
 
 def _banner(options: ServeOptions, public_url: str, demo: DemoCredentials) -> str:

@@ -24,6 +24,7 @@ TYPING = "typing"  # {conversation_id, widget_id, from, author, active}
 AGENTS_CHANGED = "agents.changed"  # {agent_id}
 WIDGET_CHANGED = "widget.changed"  # {widget_id}
 OFFLINE_MESSAGE_CREATED = "offline_message.created"  # {widget_id, offline_message}
+RESYNC = "bus.resync"  # {}: events may have been missed; catch up from the database
 OUTBOX_ENQUEUED = "outbox.enqueued"  # {kinds}: wakes the dispatcher at once instead of at its next poll
 
 

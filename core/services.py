@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from core.chat import ChatService
@@ -34,3 +35,12 @@ class Services:
     rate_limiter: RateLimiter
     public_url: str
     limits: Limits = field(default_factory=Limits)
+    # name -> coroutine raising when that dependency is unhealthy (for /readyz)
+    health_checks: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
+    # called in reverse order on shutdown
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def close(self) -> None:
+        for closer in reversed(self.closers):
+            await closer()
+        await self.db.dispose()

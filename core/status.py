@@ -71,6 +71,7 @@ class StatusWatcher:
         self._lock = asyncio.Lock()
         bus.subscribe(ev.AGENTS_CHANGED, self._poke)
         bus.subscribe(ev.WIDGET_CHANGED, self._poke)
+        bus.subscribe(ev.RESYNC, self._poke)
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)

@@ -90,7 +90,7 @@ async def services(db: Database, db_url: str, limits: Limits) -> AsyncIterator[S
     svc = await build_services(settings, public_url="", limits=limits)
     yield svc
     await svc.bus.drain()  # type: ignore[attr-defined]
-    await svc.db.dispose()
+    await svc.close()
 
 
 @pytest.fixture
@@ -136,3 +136,18 @@ async def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+REDIS_URL = os.environ.get("DESKBELL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The local Redis; under CI=true its absence fails the test instead of skipping it."""
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=2):
+            return REDIS_URL
+    except OSError:
+        if IN_CI:
+            pytest.fail("Redis is not reachable at 127.0.0.1:6379 (CI=true requires it)")
+        pytest.skip("Redis is not running here (start it, or run with CI=true to make this fail)")

@@ -12,7 +12,8 @@ from aiohttp import ClientWebSocketResponse
 class Visitor:
     def __init__(self, ws: ClientWebSocketResponse) -> None:
         self.ws = ws
-        self.frames: list[dict[str, Any]] = []
+        self.frames: list[dict[str, Any]] = []  # everything received, in order
+        self.backlog: list[dict[str, Any]] = []  # received but not yet returned by next()
 
     @classmethod
     async def connect(cls, client, key: str, **hello: Any) -> "Visitor":  # type: ignore[no-untyped-def]
@@ -31,7 +32,10 @@ class Visitor:
         return await self.next("ack", "error")
 
     async def next(self, *types: str, timeout: float = 3.0) -> dict[str, Any]:
-        """The next frame of one of ``types`` (others are kept in ``frames``)."""
+        """The oldest unreturned frame of one of ``types``; frames of other types wait in the backlog."""
+        for i, frame in enumerate(self.backlog):
+            if not types or frame["type"] in types:
+                return self.backlog.pop(i)
         async with asyncio.timeout(timeout):
             while True:
                 msg = await self.ws.receive()
@@ -41,10 +45,12 @@ class Visitor:
                 self.frames.append(frame)
                 if not types or frame["type"] in types:
                     return frame
+                self.backlog.append(frame)
 
     async def quiet(self, timeout: float = 0.3) -> list[dict[str, Any]]:
-        """Frames that arrive within ``timeout`` (for proving something is NOT sent)."""
-        got: list[dict[str, Any]] = []
+        """Unreturned frames plus those arriving within ``timeout`` (to prove nothing more is sent)."""
+        got: list[dict[str, Any]] = self.backlog
+        self.backlog = []
         try:
             async with asyncio.timeout(timeout):
                 while True:

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from core import events as ev
 from core.availability import WidgetStatus
-from core.conversations import message_frame, messages_after
+from core.conversations import conversation_last_seq, message_frame, messages_after
 from core.services import Services
 
 log = logging.getLogger(__name__)
@@ -57,6 +57,7 @@ class WidgetHub:
         bus.subscribe(ev.MESSAGE_CREATED, self._on_message)
         bus.subscribe(ev.CONVERSATION_UPDATED, self._on_conversation)
         bus.subscribe(ev.TYPING, self._on_typing)
+        bus.subscribe(ev.RESYNC, self._on_resync)
         services.watcher.add_listener(self.push_status)
 
     # -- registry ---------------------------------------------------------
@@ -142,6 +143,18 @@ class WidgetHub:
         for sock in list(self._by_widget.get(data["widget_id"], ())):
             if sock.conversation_id == data["conversation_id"]:
                 await sock.send(frame)
+
+    async def _on_resync(self, _name: str, _data: dict[str, Any]) -> None:
+        """Events may have been missed (the bus reconnected): catch every socket up from the database."""
+        for sock in self.all_sockets():
+            async with sock.lock:
+                if sock.conversation_id is None:
+                    continue
+                async with self.services.db.read() as session:
+                    last = await conversation_last_seq(session, sock.conversation_id)
+                if last > sock.last_seq:
+                    await self._fill_gap(sock, sock.conversation_id, up_to=last)
+                    sock.last_seq = last
 
     async def close_all(self) -> None:
         """Ask every widget to reconnect (to another process) and close."""

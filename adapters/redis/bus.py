@@ -1,0 +1,115 @@
+"""The event bus across processes, over Redis pub/sub.
+
+Events are delivered to this process's handlers at once and published for
+the other processes, which skip their own. Pub/sub is at-most-once: while
+the connection is down events are missed, so on reconnect a ``bus.resync``
+event tells local subscribers to catch up from the database (the truth).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from core import events as ev
+from core.events import Handler, LocalBus
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "deskbell:events"
+# Events that only matter inside the process that raised them.
+LOCAL_ONLY = {ev.RESYNC}
+
+
+class RedisBus:
+    def __init__(self, url: str, *, channel: str = CHANNEL) -> None:
+        self.url = url
+        self.channel = channel
+        self.origin = secrets.token_hex(8)
+        self.local = LocalBus()
+        self.redis = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=15)
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self.connected = False
+
+    def subscribe(self, name: str, handler: Handler) -> None:
+        self.local.subscribe(name, handler)
+
+    async def publish(self, name: str, data: dict[str, Any]) -> None:
+        await self.local.publish(name, data)
+        if name in LOCAL_ONLY:
+            return
+        payload = json.dumps({"o": self.origin, "n": name, "d": data}, separators=(",", ":"), default=str)
+        try:
+            await self.redis.publish(self.channel, payload)
+        except (RedisError, OSError) as exc:
+            # The change is committed; other processes' widgets catch up on resync.
+            log.warning("redis publish failed (%s); remote sockets will resync", type(exc).__name__)
+
+    async def start(self) -> None:
+        """Subscribe in the background; returns once the first subscription is live."""
+        self._task = asyncio.create_task(self._listen(), name="redis-bus")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout=5)
+
+    async def _listen(self) -> None:
+        delay = 0.2
+        subscribed_before = False
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.channel)
+                while True:
+                    msg = await pubsub.get_message(timeout=5.0)
+                    if msg is None:
+                        continue
+                    if msg.get("type") == "subscribe":
+                        # redis-py re-subscribes by itself after a dropped connection;
+                        # every confirmation after the first means events may be lost.
+                        self.connected = True
+                        self._ready.set()
+                        if subscribed_before:
+                            log.info("redis bus reconnected; resyncing from the database")
+                            await self.local.publish(ev.RESYNC, {})
+                        subscribed_before, delay = True, 0.2
+                    elif msg.get("type") == "message":
+                        await self._dispatch(msg["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self.connected = False
+                log.warning("redis bus disconnected (%s); retrying in %.1f s", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    async def _dispatch(self, raw: bytes) -> None:
+        try:
+            event = json.loads(raw)
+            if event["o"] == self.origin:
+                return
+            await self.local.publish(event["n"], event["d"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("ignored a malformed event on %s", self.channel)
+
+    async def ping(self) -> None:
+        await self.redis.ping()
+
+    async def drain(self) -> None:
+        await self.local.drain()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.redis.aclose()

@@ -1,0 +1,94 @@
+"""Several web processes behind a load balancer: events cross processes through Redis,
+and the database stays the truth when Redis drops events."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from core.agents import create_agent
+from core.services import Services
+from core.widgets import create_widget
+
+from bot.app import build_app
+from bot.settings import Settings
+from bot.wiring import build_services
+from tests.widget_client import Visitor
+
+
+@pytest.fixture
+async def two_processes(db, db_url, redis_url, aiohttp_client):  # type: ignore[no-untyped-def]
+    """Two independent service stacks (as two `deskbell web` processes) on one DB and one Redis."""
+    await db.dispose()
+    settings = Settings(database_url=db_url, redis_url=redis_url, secret_key="test-secret-key-0123456789")
+    stacks: list[Services] = [await build_services(settings, public_url="") for _ in range(2)]
+    clients = [await aiohttp_client(build_app(svc)) for svc in stacks]
+    yield stacks, clients
+    for svc in stacks:
+        await svc.bus.drain()  # type: ignore[attr-defined]
+        await svc.close()
+
+
+async def test_an_agent_reply_handled_by_one_process_reaches_a_visitor_on_the_other(two_processes):
+    (a, b), (client_a, _client_b) = two_processes
+    async with a.db.write() as session:
+        widget = await create_widget(session, {"name": "Shop"})
+        agent = await create_agent(session, {"name": "Ana", "email": "ana@example.com"})
+    visitor = await Visitor.connect(client_a, widget.key)
+    ack = await visitor.say("hello from process A", "c1")
+    await b.chat.agent_message(ack["conversation_id"], "answered on process B", agent_id=agent.id)
+    frame = await visitor.next("message")
+    while frame["from"] != "agent":
+        frame = await visitor.next("message")
+    assert frame["text"] == "answered on process B" and frame["author"] == "Ana"
+
+
+async def test_duty_changes_on_one_process_flip_widgets_on_the_other(two_processes):
+    (a, b), (client_a, _client_b) = two_processes
+    async with a.db.write() as session:
+        widget = await create_widget(session, {"name": "Shop"})
+        agent = await create_agent(session, {"name": "Ana", "email": "ana@example.com"})
+    visitor = await Visitor.connect(client_a, widget.key)
+    assert visitor.welcome["status"]["online"] is False
+    await b.chat.set_duty(agent.id, True)
+    status = await visitor.next("status")
+    assert status["online"] is True and status["mode"] == "live"
+
+
+async def test_events_missed_while_redis_was_away_are_recovered_from_the_database(two_processes, redis_url):
+    (a, b), (client_a, _client_b) = two_processes
+    async with a.db.write() as session:
+        widget = await create_widget(session, {"name": "Shop"})
+        agent = await create_agent(session, {"name": "Ana", "email": "ana@example.com"})
+    visitor = await Visitor.connect(client_a, widget.key)
+    ack = await visitor.say("hi", "c1")
+    assert (await visitor.next("message"))["seq"] == 1
+    # Process B's publish is lost: it goes to a channel nobody listens on.
+    b.bus.channel = "deskbell:nowhere"  # type: ignore[attr-defined]
+    await b.chat.agent_message(ack["conversation_id"], "lost doorbell", agent_id=agent.id)
+    assert await visitor.quiet(0.3) == []
+    # Process A's subscription drops and comes back: it resyncs from the database.
+    admin = aioredis.Redis.from_url(redis_url)
+    try:
+        await admin.client_kill_filter(_type="pubsub")
+    finally:
+        await admin.aclose()
+    frame = await visitor.next("message", timeout=8)
+    assert frame["text"] == "lost doorbell" and frame["seq"] == 2
+
+
+async def test_rate_limits_hold_across_processes(two_processes):
+    (a, b), _clients = two_processes
+    key = f"test:{id(a)}"
+    assert await a.rate_limiter.hit(key, 2, 60) is None
+    assert await b.rate_limiter.hit(key, 2, 60) is None
+    wait = await a.rate_limiter.hit(key, 2, 60)
+    assert wait is not None and 0 < wait <= 60
+
+
+async def test_readyz_reports_redis(two_processes):
+    _stacks, (client_a, _b) = two_processes
+    body = await (await client_a.get("/readyz")).json()
+    assert body["checks"]["redis"]["status"] == "ok" and body["checks"]["database"]["status"] == "ok"
