@@ -49,8 +49,9 @@ async def _reset_postgres(db: Database) -> None:
     global _pg_schema_ready
     async with db.engine.begin() as conn:
         if not _pg_schema_ready:
-            await conn.run_sync(Base.metadata.drop_all)
-            await conn.execute(text("DROP TABLE IF EXISTS alembic_version"))
+            # Start from nothing: tables left by other branches or versions must not interfere.
+            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+            await conn.execute(text("CREATE SCHEMA public"))
             await conn.run_sync(Base.metadata.create_all)
             _pg_schema_ready = True
         else:
