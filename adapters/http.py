@@ -57,10 +57,10 @@ async def read_json(request: web.Request, max_bytes: int | None = None) -> Any:
     raw = await request.content.read(limit + 1)
     if len(raw) > limit:
         raise BodyError(413, "too_large", f"request body is larger than {limit} bytes")
-    if request.content_type not in {"application/json", ""} and not request.content_type.endswith("+json"):
-        raise BodyError(415, "unsupported_media_type", "send the body as application/json")
     if not raw.strip():
         raise BodyError(400, "bad_json", "request body is empty; send a JSON object")
+    if request.content_type not in {"application/json", ""} and not request.content_type.endswith("+json"):
+        raise BodyError(415, "unsupported_media_type", "send the body as application/json")
     try:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:

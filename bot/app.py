@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from adapters.api.routes import setup_api_routes
 from adapters.http import SERVICES, json_error_middleware
 from adapters.widget.hub import WidgetHub
 from adapters.widget.routes import setup_widget_routes
@@ -39,12 +40,7 @@ def build_app(svc: Services) -> web.Application:
 
 def _setup_optional(app: web.Application) -> None:
     """Adapters that register themselves when present (API, console)."""
-    try:
-        from adapters.api.routes import setup_api_routes
-    except ImportError:  # pragma: no cover - during bring-up only
-        pass
-    else:
-        setup_api_routes(app)
+    setup_api_routes(app)
     try:
         from adapters.console.routes import setup_console_routes
     except ImportError:  # pragma: no cover

@@ -91,7 +91,7 @@ async def get_agent(session: AsyncSession, agent_id: int) -> Agent:
 
 async def find_agent(session: AsyncSession, ref: str) -> Agent:
     """An agent by id or email."""
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit() and len(ref) <= 18:
         return await get_agent(session, int(ref))
     agent = (await session.execute(select(Agent).where(Agent.email == ref.lower()))).scalar_one_or_none()
     if agent is None:

@@ -82,10 +82,12 @@ async def get_offline_message(session: AsyncSession, message_id: int) -> Offline
 
 def set_status(row: OfflineMessage, status: Any) -> OfflineMessage:
     try:
-        row.status = v.choice(status, STATUSES)
+        status = v.choice(status, STATUSES)
     except v.FieldError as exc:
         raise ValidationFailed.of({"status": str(exc)}) from exc
-    row.handled_at = utcnow() if row.status == "handled" else None
+    if status != row.status:  # marking handled twice keeps the first handled_at
+        row.status = status
+        row.handled_at = utcnow() if status == "handled" else None
     return row
 
 

@@ -35,7 +35,7 @@ def decode_cursor(cursor: str | None) -> int | None:
 def parse_limit(value: str | None) -> int:
     if value is None:
         return DEFAULT_LIMIT
-    if not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+    if not (value.isascii() and value.isdigit() and len(value) <= 4) or not 1 <= int(value) <= MAX_LIMIT:
         raise ValidationFailed.of({"limit": f"must be a whole number from 1 to {MAX_LIMIT}"})
     return int(value)
 

@@ -104,7 +104,7 @@ class StatusWatcher:
                 agents: list[AgentState] = [
                     agent_state(a) for a in (await session.execute(select(Agent))).scalars()
                 ]
-            changed: list[tuple[Widget, WidgetStatus]] = []
+            changed: list[tuple[Widget | _Deleted, WidgetStatus]] = []
             next_wake: datetime | None = None
             seen: set[int] = set()
             for widget in widgets:
@@ -122,6 +122,8 @@ class StatusWatcher:
                     next_wake = status.next_change_at
             for gone in set(self._statuses) - seen:
                 del self._statuses[gone]
+                # A deleted widget disappears from pages that still show it.
+                changed.append((_Deleted(gone), WidgetStatus(False, "disabled", "hidden", None, 0)))
         for widget, status in changed:
             for listener in self._listeners:
                 try:
@@ -146,6 +148,14 @@ class StatusWatcher:
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             except asyncio.TimeoutError:
                 pass
+
+
+class _Deleted:
+    """Stands in for a widget row that no longer exists when telling listeners."""
+
+    def __init__(self, widget_id: int) -> None:
+        self.id = widget_id
+        self.key = ""
 
 
 def _visible(status: WidgetStatus | None) -> tuple[Any, ...] | None:

@@ -104,7 +104,7 @@ async def get_widget_by_key(session: AsyncSession, key: str) -> Widget:
 
 async def find_widget(session: AsyncSession, ref: str) -> Widget:
     """A widget by key or numeric id, as the CLI accepts either."""
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit() and len(ref) <= 18:
         return await get_widget(session, int(ref))
     return await get_widget_by_key(session, ref)
 

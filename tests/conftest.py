@@ -1,8 +1,9 @@
 """Shared fixtures: every database test runs on SQLite and on PostgreSQL.
 
 PostgreSQL is expected at DESKBELL_TEST_POSTGRES_URL (default: the local
-trust-auth server). Under CI=true an unreachable server fails the tests
-instead of skipping them, so a green CI always means both databases ran.
+trust-auth server); each test run works in a database of its own on that
+server. Under CI=true an unreachable server fails the tests instead of
+skipping them, so a green CI always means both databases ran.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,11 +60,46 @@ async def _reset_postgres(db: Database) -> None:
             await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
+def _admin_dsn() -> str:
+    return PG_URL.replace("postgresql+asyncpg", "postgresql").rsplit("/", 1)[0] + "/postgres"
+
+
+async def _create_database(name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_admin_dsn())
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def _drop_database(name: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(_admin_dsn())
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_session_url() -> Iterator[str]:
+    """A database of this test run's own on the PostgreSQL server of PG_URL, so
+    two runs on one machine (or a developer's and CI's) never share tables."""
+    require_postgres()
+    name = f"deskbell_run_{os.getpid()}"
+    asyncio.run(_create_database(name))
+    yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+    asyncio.run(_drop_database(name))
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "postgresql":
-        require_postgres()
-        return PG_URL
+        return request.getfixturevalue("pg_session_url")
     return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
 
 
@@ -121,22 +157,10 @@ async def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
         yield f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
         return
     require_postgres()
-    import asyncpg  # only the PostgreSQL variant needs the driver directly
-
     name = f"deskbell_t_{os.getpid()}_{id(request) % 100000}"
-    admin_dsn = PG_URL.replace("postgresql+asyncpg", "postgresql").rsplit("/", 1)[0] + "/postgres"
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    await _create_database(name)
     yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
-    conn = await asyncpg.connect(admin_dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await _drop_database(name)
 
 
 REDIS_URL = os.environ.get("DESKBELL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
