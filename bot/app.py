@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from html import escape
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,27 +12,38 @@ from aiohttp import web
 
 from adapters.api.routes import setup_api_routes
 from adapters.http import SERVICES, json_error_middleware
+from adapters.slack.adapter import SlackAdapter
 from adapters.widget.hub import WidgetHub
 from adapters.widget.routes import setup_widget_routes
 from adapters.widget.socket import HUB
 from core.services import Services
 
 from bot.health import setup_health_routes
+from bot.logs import request_id_middleware
+from bot.metrics import setup_metrics
 
 STATIC = Path(__file__).parent / "static"
+# The demo page runs our widget only: its script, its API and its socket.
+DEMO_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "connect-src 'self' ws: wss:; img-src 'self' https: data:; frame-ancestors 'none'; base-uri 'none'"
+)
 JSON_PREFIXES = ("/api/", "/widget/", "/offlinemessages", "/console/api/", "/healthz", "/readyz")
 
 
-def build_app(svc: Services) -> web.Application:
+def build_app(svc: Services, *, slack: SlackAdapter | None = None) -> web.Application:
     app = web.Application(
-        middlewares=[json_error_middleware(JSON_PREFIXES)],
+        middlewares=[request_id_middleware, json_error_middleware(JSON_PREFIXES)],
         client_max_size=svc.limits.max_body_bytes,
     )
     app[SERVICES] = svc
     app[HUB] = WidgetHub(svc)
     setup_widget_routes(app)
     setup_health_routes(app)
+    setup_metrics(app)
     _setup_optional(app)
+    if slack is not None:
+        slack.setup_routes(app)  # POST /slack/events, GET /slack/install, /slack/oauth_redirect
     app.router.add_get("/", demo_page)
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_sockets)
@@ -75,5 +87,7 @@ async def demo_page(request: web.Request) -> web.Response:
     html = (STATIC / "demo.html").read_text()
     key = widget.key if widget else ""
     base = svc.public_url or f"{request.scheme}://{request.host}"
-    html = html.replace("{{WIDGET_KEY}}", key).replace("{{BASE}}", base)
-    return web.Response(text=html, content_type="text/html")
+    snippet = f'<script src="{base}/widget.js" data-widget="{key}" async></script>'
+    html = html.replace("{{SNIPPET}}", escape(snippet))
+    html = html.replace("{{WIDGET_KEY}}", escape(key)).replace("{{BASE}}", escape(base))
+    return web.Response(text=html, content_type="text/html", headers={"Content-Security-Policy": DEMO_CSP})

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -19,6 +18,7 @@ from core.errors import DomainError
 
 from bot import admin
 from bot.serve import ServeOptions, serve
+from bot.logs import configure_logging
 from bot.settings import ConfigError, Settings
 
 
@@ -90,9 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
     except ConfigError as exc:
         return _fail(str(exc))
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    configure_logging(settings.log_level, settings.log_format)
     try:
         if args.verb in {"run", "web", "worker"}:
             options = ServeOptions(

@@ -17,17 +17,24 @@ from core.conversations import (
     claim_conversation,
     close_conversation,
     conversation_to_json,
+    edit_agent_message,
     get_conversation,
+    message_delete_frame,
     message_frame,
+    message_update_frame,
     message_to_json,
     post_agent_message,
     post_visitor_message,
+    withdraw_agent_message,
 )
 from core.db import Database
 from core.dedupe import first_time
+from core.deliveries import plan_agent_reply, plan_conversation_closed, plan_conversation_started
 from core.events import EventBus
+from core.metrics import Registry
 from core.fanout import plan_message_relay, plan_root_update
-from core.models import Agent, Conversation, Message, Widget
+from core.errors import NotFound
+from core.models import Agent, Conversation, Message, MessageLink, Widget
 
 
 def _message_event(conv: Conversation, message: Message) -> dict[str, Any]:
@@ -50,10 +57,32 @@ def _conversation_event(conv: Conversation) -> dict[str, Any]:
     }
 
 
+def _change_event(conv: Conversation, message: Message, frame: dict[str, Any]) -> dict[str, Any]:
+    """An edit or deletion of a message, with the frame the visitor's widget applies."""
+    return {
+        "conversation_id": conv.id,
+        "widget_id": conv.widget_id,
+        "visitor_id": conv.visitor_id,
+        "internal": message.internal and frame["type"] == "message_update",
+        "frame": frame,
+        "message": message_to_json(message),
+    }
+
+
+async def _get_message(session: Any, message_id: int) -> Message:
+    message = await session.get(Message, message_id)
+    if message is None:
+        raise NotFound(f"no message with id {message_id}")
+    return message
+
+
 class ChatService:
-    def __init__(self, db: Database, bus: EventBus) -> None:
+    def __init__(self, db: Database, bus: EventBus, metrics: Registry | None = None) -> None:
         self.db = db
         self.bus = bus
+        self._messages = (metrics or Registry()).counter(
+            "deskbell_messages_total", "Messages stored, by sender (counted once, where they arrive)."
+        )
 
     async def visitor_message(
         self,
@@ -70,10 +99,13 @@ class ChatService:
                 session, widget, visitor_id, text, client_id=client_id, context=context
             )
             planned = 0 if posted.duplicate else await plan_message_relay(session, posted.conversation, posted.message)
+            if posted.started:
+                planned += await plan_conversation_started(session, widget, posted.conversation, posted.message)
         if planned:
             await self.bus.publish(ev.OUTBOX_ENQUEUED, {})
         if posted.duplicate:
             return posted.conversation, posted.message, True
+        self._messages.inc(sender="visitor")
         if posted.started:
             await self.bus.publish(ev.CONVERSATION_UPDATED, _conversation_event(posted.conversation))
         await self.bus.publish(ev.MESSAGE_CREATED, _message_event(posted.conversation, posted.message))
@@ -89,12 +121,15 @@ class ChatService:
         avatar_url: str | None = None,
         source_binding_id: int | None = None,
         event_id: tuple[str, str] | None = None,
+        source_ref: str | None = None,
     ) -> Message | None:
         """An agent's line from any platform; ``!close`` closes, notes stay internal.
 
         ``source_binding_id`` is the channel it was written in (not relayed
         back there); ``event_id`` (source, id) makes a redelivered platform
-        event a no-op.
+        event a no-op; ``source_ref`` (the platform's id of the line, e.g. a
+        Slack ts) is linked to the stored message so later edits and
+        deletions there can find it.
         """
         seen_changed = False
         async with self.db.write() as session:
@@ -109,15 +144,54 @@ class ChatService:
             )
             if message is not None:
                 await plan_message_relay(session, conv, message, exclude_binding_id=source_binding_id)
+                plan_agent_reply(session, conv, message)
+                if source_binding_id is not None and source_ref is not None:
+                    session.add(MessageLink(message_id=message.id, binding_id=source_binding_id, platform_ref=source_ref))
             if closed:
                 await plan_root_update(session, conv)
+                await plan_conversation_closed(session, conv)
         await self.bus.publish(ev.OUTBOX_ENQUEUED, {})
         if seen_changed:
             await self.bus.publish(ev.AGENTS_CHANGED, {"agent_id": agent_id})
         if closed:
             await self.bus.publish(ev.CONVERSATION_UPDATED, _conversation_event(conv))
         if message is not None:
+            self._messages.inc(sender="agent")
             await self.bus.publish(ev.MESSAGE_CREATED, _message_event(conv, message))
+        return message
+
+    async def edit_message(
+        self, message_id: int, text: Any, *, event_id: tuple[str, str] | None = None
+    ) -> Message | None:
+        """An agent edited a relayed line where they wrote it: the visitor sees the new text.
+
+        Returns the message when its text changed, None for a redelivered
+        event or an edit that changed nothing.
+        """
+        async with self.db.write() as session:
+            if event_id is not None and not await first_time(session, *event_id):
+                return None
+            message = await _get_message(session, message_id)
+            conv = await get_conversation(session, message.conversation_id)
+            if not await edit_agent_message(session, message, text):
+                return None
+        await self.bus.publish(ev.MESSAGE_UPDATED, _change_event(conv, message, message_update_frame(message)))
+        return message
+
+    async def delete_message(self, message_id: int, *, event_id: tuple[str, str] | None = None) -> Message | None:
+        """An agent deleted a relayed line: it disappears from the visitor's widget.
+
+        Returns the message when it was withdrawn, None when there was
+        nothing to do (a redelivery, a note the visitor never saw).
+        """
+        async with self.db.write() as session:
+            if event_id is not None and not await first_time(session, *event_id):
+                return None
+            message = await _get_message(session, message_id)
+            conv = await get_conversation(session, message.conversation_id)
+            if not await withdraw_agent_message(session, message):
+                return None
+        await self.bus.publish(ev.MESSAGE_DELETED, _change_event(conv, message, message_delete_frame(message)))
         return message
 
     async def claim(self, conversation_id: int, agent_id: int) -> Conversation:
@@ -139,6 +213,7 @@ class ChatService:
             closed = await close_conversation(session, conv)
             if closed:
                 await plan_root_update(session, conv)
+                await plan_conversation_closed(session, conv)
         if closed:
             await self.bus.publish(ev.OUTBOX_ENQUEUED, {})
             await self.bus.publish(ev.CONVERSATION_UPDATED, _conversation_event(conv))

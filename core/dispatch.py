@@ -12,6 +12,7 @@ from core import events as ev
 from core.clock import utcnow
 from core.db import Database
 from core.events import EventBus
+from core.metrics import Registry
 from core.outbox import OutboxItem, Outcome, claim_due, record
 
 log = logging.getLogger(__name__)
@@ -30,8 +31,19 @@ class Dispatcher:
         concurrency: int = 8,
         poll_s: float = 1.0,
         clock: Callable[[], datetime] = utcnow,
+        metrics: Registry | None = None,
     ) -> None:
         self.db = db
+        registry = metrics or Registry()
+        self._outcomes = registry.counter("deskbell_deliveries_total", "Delivery attempts by kind and outcome.")
+        self._latency = registry.histogram(
+            "deskbell_delivery_latency_seconds",
+            "From the change that owed a delivery to its success, by kind.",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200),
+        )
+        self._platform_errors = registry.counter(
+            "deskbell_platform_errors_total", "Failed deliveries by destination platform (slack, teams, email...)."
+        )
         self.handlers: dict[str, Handler] = {}
         self.batch = batch
         self.poll_s = poll_s
@@ -72,6 +84,14 @@ class Dispatcher:
                 outcome = Outcome(False, detail=f"{type(exc).__name__}: {exc}")
             async with self.db.write() as session:
                 await record(session, item.id, outcome, started_at=started, now=self.clock())
+            self._count(item, outcome)
+
+    def _count(self, item: OutboxItem, outcome: Outcome) -> None:
+        self._outcomes.inc(kind=item.kind, outcome="ok" if outcome.ok else "failed")
+        if outcome.ok:
+            self._latency.observe(max(0.0, (self.clock() - item.created_at).total_seconds()), kind=item.kind)
+        else:
+            self._platform_errors.inc(platform=item.kind.split(".", 1)[0])
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until ``stop``; wake on new rows in this process, else poll."""

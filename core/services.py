@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from core.chat import ChatService
 from core.db import Database
 from core.events import EventBus
+from core.metrics import Registry
 from core.ratelimit import RateLimiter
 from core.status import StatusWatcher
 from core.tokens import VisitorTokens
@@ -35,6 +36,7 @@ class Services:
     rate_limiter: RateLimiter
     public_url: str
     limits: Limits = field(default_factory=Limits)
+    metrics: Registry = field(default_factory=Registry)
     # name -> coroutine raising when that dependency is unhealthy (for /readyz)
     health_checks: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     # called in reverse order on shutdown
