@@ -33,6 +33,7 @@ class DatabaseUnavailable(Exception):
 class Output:
     text: str
     data: Any
+    exit_code: int = 0  # non-zero when the verb found a problem (e.g. `widget check`)
 
 
 def migrate(settings: Settings) -> None:
@@ -145,7 +146,127 @@ async def offline_list(settings: Settings, args: argparse.Namespace) -> Output:
     return Output("\n".join(lines) or "no offline messages", {"items": items})
 
 
+def read_new_password(args: argparse.Namespace) -> str:
+    """From stdin with ``--password-stdin`` (scripts), else asked twice on the terminal."""
+    import getpass
+    import sys
+
+    if getattr(args, "password_stdin", False):
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():
+        raise ValidationFailed.of({"--password-stdin": "there is no terminal to ask for the password; pipe it in with --password-stdin"})
+    first = getpass.getpass("Password (at least 10 characters): ")
+    if getpass.getpass("Same password again: ") != first:
+        raise ValidationFailed.of({"password": "the two passwords differ"})
+    return first
+
+
+def admin_signin_url(settings: Settings) -> str:
+    return f"{settings.url_for(settings.host, settings.port)}/admin/login"
+
+
+async def admin_create(settings: Settings, args: argparse.Namespace) -> Output:
+    from core.admins import admin_to_json, create_admin
+
+    password = read_new_password(args)
+    async with _session(settings, write=True) as session:
+        user = await create_admin(session, args.email, password)
+    url = admin_signin_url(settings)
+    return Output(f"created admin {user.email}\nsign in at {url}", {**admin_to_json(user), "sign_in_url": url})
+
+
+async def admin_password(settings: Settings, args: argparse.Namespace) -> Output:
+    from core.admins import admin_to_json, set_password
+
+    password = read_new_password(args)
+    async with _session(settings, write=True) as session:
+        user = await set_password(session, args.email, password)
+    url = admin_signin_url(settings)
+    return Output(f"new password set for {user.email}; their sessions were ended\nsign in at {url}", {**admin_to_json(user), "sign_in_url": url})
+
+
+async def manifest_slack(settings: Settings, args: argparse.Namespace) -> Output:
+    """The Slack app manifest with this deployment's URLs, ready to paste at api.slack.com/apps."""
+    from adapters.slack.manifest import build_manifest
+    from bot.settings import ConfigError
+
+    socket_mode = bool(getattr(args, "socket_mode", False))
+    if not settings.public_url and not socket_mode:
+        raise ConfigError("DESKBELL_PUBLIC_URL", "is needed for the manifest's https request URLs (or use --socket-mode)")
+    manifest = build_manifest(settings.public_url, socket_mode=socket_mode)
+    return Output(json.dumps(manifest, indent=2), manifest)
+
+
+async def manifest_teams(settings: Settings, args: argparse.Namespace) -> Output:
+    """The Teams app package with this deployment's app id and URL, for "Upload a custom app"."""
+    from pathlib import Path
+
+    from adapters.teams.manifest import ManifestError, package
+    from bot.settings import ConfigError
+
+    app_id = args.app_id or settings.teams_app_id
+    public_url = args.public_url or settings.public_url
+    try:
+        data = package(app_id, public_url)
+    except ManifestError as exc:
+        flag = {"TEAMS_APP_ID": "--app-id", "DESKBELL_PUBLIC_URL": "--public-url"}[exc.field]
+        raise ConfigError(f"{exc.field} (or {flag})", exc.problem) from None
+    path = Path(args.output)
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise ConfigError("--output", f"cannot write {path}: {exc.strerror}") from None
+    body = {"path": str(path), "app_id": app_id, "public_url": public_url.rstrip("/") if public_url else None, "bytes": len(data)}
+    return Output(
+        f"wrote {path} ({len(data)} bytes): in Teams, Apps > Manage your apps > Upload an app, then add it to a team",
+        body,
+    )
+
+
+async def widget_bind_slack(settings: Settings, args: argparse.Namespace) -> Output:
+    """Bind a Slack channel to a widget, joining it (public) or saying to invite the bot (private)."""
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    from adapters.slack.channels import bind_from_command_line
+    from adapters.slack.errors import BROKEN_HINTS, api_error
+    from core.bindings import binding_to_json
+    from core.errors import Conflict
+    from core.models import WorkspaceInstallation
+    from bot.wiring import slack_config
+
+    config = slack_config(settings)
+    async with _session(settings, write=True) as session:
+        token = config.bot_token
+        if token is None and args.workspace:
+            token = (
+                await session.execute(
+                    select(WorkspaceInstallation.bot_token).where(
+                        WorkspaceInstallation.platform == "slack", WorkspaceInstallation.workspace_id == args.workspace
+                    )
+                )
+            ).scalar_one_or_none()
+        client = AsyncWebClient(token=token, base_url=config.api_url) if token else None
+        try:
+            widget, binding, check = await bind_from_command_line(
+                session, client, widget_ref=args.widget, channel_id=args.channel, workspace_id=args.workspace
+            )
+        except SlackApiError as exc:
+            error = api_error(exc)
+            raise Conflict(f"Slack refused: {error}" + (f" ({BROKEN_HINTS[error]})" if error in BROKEN_HINTS else "")) from exc
+        except OSError as exc:
+            raise Conflict(f"cannot reach Slack at {config.api_url}: {exc}") from exc
+    name = f"#{binding.channel_name}" if binding.channel_name else binding.channel_id
+    joined = " (joined it)" if check and check.joined else "" if check else " (not checked: no Slack token configured)"
+    return Output(f"widget {widget.key} ({widget.name}) now relays chats to {name} in workspace {binding.workspace_id}{joined}", binding_to_json(binding))
+
+
 HANDLERS: dict[tuple[str, str], Callable[[Settings, argparse.Namespace], Awaitable[Output]]] = {
+    ("manifest", "slack"): manifest_slack,
+    ("manifest", "teams"): manifest_teams,
+    ("widget", "bind-slack"): widget_bind_slack,
+    ("admin", "create"): admin_create,
+    ("admin", "password"): admin_password,
     ("widget", "create"): widget_create,
     ("widget", "list"): widget_list,
     ("apikey", "create"): apikey_create,

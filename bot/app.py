@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from html import escape
 from collections.abc import AsyncIterator
+from html import escape
 from pathlib import Path
+
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from adapters.admin.routes import setup_admin_routes
 from adapters.api.routes import setup_api_routes
+from adapters.console.routes import setup_console_routes
 from adapters.http import SERVICES, json_error_middleware
-from adapters.slack.adapter import SlackAdapter
 from adapters.widget.hub import WidgetHub
 from adapters.widget.routes import setup_widget_routes
 from adapters.widget.socket import HUB
@@ -21,6 +24,10 @@ from core.services import Services
 from bot.health import setup_health_routes
 from bot.logs import request_id_middleware
 from bot.metrics import setup_metrics
+
+if TYPE_CHECKING:  # the platform SDKs are heavy: import them only where a platform is configured
+    from adapters.slack.adapter import SlackAdapter
+    from adapters.teams.adapter import TeamsAdapter
 
 STATIC = Path(__file__).parent / "static"
 # The demo page runs our widget only: its script, its API and its socket.
@@ -31,7 +38,7 @@ DEMO_CSP = (
 JSON_PREFIXES = ("/api/", "/widget/", "/offlinemessages", "/console/api/", "/healthz", "/readyz")
 
 
-def build_app(svc: Services, *, slack: SlackAdapter | None = None) -> web.Application:
+def build_app(svc: Services, *, slack: SlackAdapter | None = None, teams: TeamsAdapter | None = None) -> web.Application:
     app = web.Application(
         middlewares=[request_id_middleware, json_error_middleware(JSON_PREFIXES)],
         client_max_size=svc.limits.max_body_bytes,
@@ -41,24 +48,17 @@ def build_app(svc: Services, *, slack: SlackAdapter | None = None) -> web.Applic
     setup_widget_routes(app)
     setup_health_routes(app)
     setup_metrics(app)
-    _setup_optional(app)
+    setup_api_routes(app)
+    setup_console_routes(app)
+    setup_admin_routes(app)  # the dashboard at /admin
     if slack is not None:
         slack.setup_routes(app)  # POST /slack/events, GET /slack/install, /slack/oauth_redirect
+    if teams is not None:
+        teams.setup_routes(app)  # POST /api/messages (Bot Framework activities)
     app.router.add_get("/", demo_page)
     app.cleanup_ctx.append(_background)
     app.on_shutdown.append(_close_sockets)
     return app
-
-
-def _setup_optional(app: web.Application) -> None:
-    """Adapters that register themselves when present (API, console)."""
-    setup_api_routes(app)
-    try:
-        from adapters.console.routes import setup_console_routes
-    except ImportError:  # pragma: no cover
-        pass
-    else:
-        setup_console_routes(app)
 
 
 async def _background(app: web.Application) -> AsyncIterator[None]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from core.errors import DomainError
 
-from bot import admin
+from bot import admin, admin_deliveries, admin_kb
 from bot.serve import ServeOptions, serve
 from bot.logs import configure_logging
 from bot.settings import ConfigError, Settings
@@ -50,6 +50,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--settings", help='JSON object of settings, e.g. \'{"hide_when_offline": true}\'')
     _json_flag(p)
     _json_flag(widget.add_parser("list", help="list widgets"))
+    p = widget.add_parser("bind-slack", help="relay a widget's chats into a Slack channel (like /chat-setup)")
+    p.add_argument("widget", help="widget key or id")
+    p.add_argument("channel", help="Slack channel id (C...; in Slack: channel details, bottom)")
+    p.add_argument("--workspace", help="Slack workspace id (T...); found with the bot token when left out")
+    _json_flag(p)
+
+    manifest = verbs.add_parser("manifest", help="print app manifests").add_subparsers(dest="action", required=True)
+    p = manifest.add_parser("slack", help="the Slack app manifest with DESKBELL_PUBLIC_URL filled in")
+    p.add_argument("--socket-mode", action="store_true", help="the variant for Socket Mode (no public URL needed)")
+    _json_flag(p)
+    p = manifest.add_parser("teams", help="write the Teams app package (manifest.json + icons) to upload in Teams")
+    p.add_argument("--output", required=True, metavar="FILE.zip", help="where to write the zip")
+    p.add_argument("--app-id", help="the bot's Microsoft App ID (default: TEAMS_APP_ID)")
+    p.add_argument("--public-url", help="the https URL Teams reaches deskbell at (default: DESKBELL_PUBLIC_URL)")
+    _json_flag(p)
 
     apikey = verbs.add_parser("apikey", help="manage REST API keys").add_subparsers(dest="action", required=True)
     p = apikey.add_parser("create", help="create an API key (shown once)")
@@ -72,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", choices=("new", "handled"))
     p.add_argument("--limit", type=int, default=50)
     _json_flag(p)
+    admins = verbs.add_parser("admin", help="dashboard admins (/admin)").add_subparsers(dest="action", required=True)
+    for name, help_text in (("create", "create a dashboard admin and print the sign-in URL"), ("password", "set a new password for an admin")):
+        p = admins.add_parser(name, help=help_text)
+        p.add_argument("email")
+        p.add_argument("--password-stdin", action="store_true", help="read the password from standard input instead of asking")
+        _json_flag(p)
+    admin_deliveries.add_verbs(verbs, widget, agent, _json_flag)
+    admin_kb.add_verbs(verbs, _json_flag)
     return parser
 
 
@@ -103,7 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             admin.migrate(settings)
             print("database is up to date")
             return 0
-        handler: Callable[[Settings, argparse.Namespace], Awaitable[Any]] = admin.HANDLERS[(args.verb, args.action)]
+        handlers = {**admin.HANDLERS, **admin_deliveries.HANDLERS, **admin_kb.HANDLERS}
+        handler: Callable[[Settings, argparse.Namespace], Awaitable[Any]] = handlers[(args.verb, args.action)]
         result = asyncio.run(handler(settings, args))
     except ConfigError as exc:
         return _fail(str(exc))
@@ -117,7 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(result.data, indent=2))
     else:
         print(result.text)
-    return 0
+    return int(getattr(result, "exit_code", 0))
 
 
 if __name__ == "__main__":  # pragma: no cover

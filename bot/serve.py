@@ -21,7 +21,7 @@ from bot.app import build_app
 from bot.migrate import head_revision
 from bot.seed import DemoCredentials, seed_demo
 from bot.settings import Settings
-from bot.wiring import build_dispatcher, build_services
+from bot.wiring import build_dispatcher, build_services, build_slack, build_teams, worker_jobs
 from bot.worker import run_worker
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
     public_url = settings.url_for(options.host, options.port)
     await _check_schema(settings)
     try:
-        svc = await build_services(settings, public_url=public_url)
+        svc = await build_services(settings, public_url=public_url, limits=settings.limits)
     except (OSError, DBAPIError) as exc:
         raise admin.DatabaseUnavailable(admin.describe_db_error(settings, exc)) from exc
     try:
@@ -84,8 +84,10 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
                 demo = await seed_demo(session)
         tasks: list[asyncio.Task[None]] = []
         runner: web.AppRunner | None = None
+        slack = build_slack(svc, settings)  # None unless SLACK_* is configured
+        teams = build_teams(svc, settings)  # None unless TEAMS_APP_ID (or TEAMS_LOCAL_DEV) is set
         if options.mode in {"run", "web"}:
-            runner = web.AppRunner(build_app(svc), shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
+            runner = web.AppRunner(build_app(svc, slack=slack, teams=teams), shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
             await runner.setup()
             site = web.TCPSite(runner, options.host, options.port)
             try:
@@ -97,8 +99,10 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
                 return 2
             print(_banner(options, public_url, demo), flush=True)
         if options.mode in {"run", "worker"}:
-            dispatcher = build_dispatcher(svc, settings)
+            dispatcher = build_dispatcher(svc, settings, slack=slack, teams=teams)
             tasks.append(asyncio.create_task(run_worker(svc.db, dispatcher, stop), name="worker"))
+            for job in worker_jobs(slack=slack, teams=teams):  # e.g. Slack presence polling
+                tasks.append(asyncio.create_task(job(stop), name=getattr(job, "__qualname__", "job")))
             if options.mode == "worker":
                 print("deskbell worker running; Ctrl+C to stop", flush=True)
         await stop.wait()
@@ -118,6 +122,7 @@ def _banner(options: ServeOptions, public_url: str, demo: DemoCredentials) -> st
         f"deskbell {options.mode} is listening on http://{options.host}:{options.port}",
         f"  demo page       {public_url}/",
         f"  agent console   {public_url}/console",
+        f"  dashboard       {public_url}/admin  (first admin: deskbell admin create EMAIL)",
         f"  REST API        {public_url}/api/v1  (OpenAPI: {public_url}/api/openapi.json)",
         f"  health          {public_url}/healthz  {public_url}/readyz",
     ]

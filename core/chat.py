@@ -8,10 +8,14 @@ these methods and never write to each other.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import events as ev
 from core.agents import get_agent, mark_seen, set_duty, update_agent
+from core.assistant_state import stop_assistant
 from core.conversations import (
     VisitorContext,
     claim_conversation,
@@ -24,6 +28,7 @@ from core.conversations import (
     message_update_frame,
     message_to_json,
     post_agent_message,
+    post_system_message,
     post_visitor_message,
     withdraw_agent_message,
 )
@@ -32,7 +37,7 @@ from core.dedupe import first_time
 from core.deliveries import plan_agent_reply, plan_conversation_closed, plan_conversation_started
 from core.events import EventBus
 from core.metrics import Registry
-from core.fanout import plan_message_relay, plan_root_update
+from core.fanout import plan_ai_reply, plan_message_relay, plan_root_update
 from core.errors import NotFound
 from core.models import Agent, Conversation, Message, MessageLink, Widget
 
@@ -83,6 +88,11 @@ class ChatService:
         self._messages = (metrics or Registry()).counter(
             "deskbell_messages_total", "Messages stored, by sender (counted once, where they arrive)."
         )
+        self._assistant_answers: Callable[[Widget], Awaitable[bool]] | None = None
+
+    def use_assistant(self, answers: Callable[[Widget], Awaitable[bool]]) -> None:
+        """Plan an ``ai.reply`` for visitor messages on widgets where ``answers(widget)`` (status mode "ai")."""
+        self._assistant_answers = answers
 
     async def visitor_message(
         self,
@@ -94,6 +104,7 @@ class ChatService:
         context: VisitorContext = VisitorContext(),
     ) -> tuple[Conversation, Message, bool]:
         """Store, commit, then announce. Returns (conversation, message, duplicate)."""
+        assistant = self._assistant_answers is not None and await self._assistant_answers(widget)
         async with self.db.write() as session:
             posted = await post_visitor_message(
                 session, widget, visitor_id, text, client_id=client_id, context=context
@@ -101,6 +112,8 @@ class ChatService:
             planned = 0 if posted.duplicate else await plan_message_relay(session, posted.conversation, posted.message)
             if posted.started:
                 planned += await plan_conversation_started(session, widget, posted.conversation, posted.message)
+            if assistant and not posted.duplicate:
+                planned += await plan_ai_reply(session, posted.conversation, posted.message)
         if planned:
             await self.bus.publish(ev.OUTBOX_ENQUEUED, {})
         if posted.duplicate:
@@ -145,6 +158,7 @@ class ChatService:
             if message is not None:
                 await plan_message_relay(session, conv, message, exclude_binding_id=source_binding_id)
                 plan_agent_reply(session, conv, message)
+                await stop_assistant(session, conv.id, "agent_replied")  # a person is here: the bot stops
                 if source_binding_id is not None and source_ref is not None:
                     session.add(MessageLink(message_id=message.id, binding_id=source_binding_id, platform_ref=source_ref))
             if closed:
@@ -200,6 +214,7 @@ class ChatService:
             agent = await get_agent(session, agent_id)
             mark_seen(agent)
             await claim_conversation(session, conv, agent)
+            await stop_assistant(session, conv.id, "claimed")
             await plan_root_update(session, conv)
         await self.bus.publish(ev.OUTBOX_ENQUEUED, {})
         await self.bus.publish(ev.CONVERSATION_UPDATED, _conversation_event(conv))
@@ -218,6 +233,47 @@ class ChatService:
             await self.bus.publish(ev.OUTBOX_ENQUEUED, {})
             await self.bus.publish(ev.CONVERSATION_UPDATED, _conversation_event(conv))
         return conv
+
+    async def take_over(self, conversation_id: int) -> bool:
+        """A person takes the conversation from the assistant (the thread's "Take over" button).
+
+        True when the assistant was speaking in it until now.
+        """
+        async with self.db.write() as session:
+            conv = await get_conversation(session, conversation_id)
+            return await stop_assistant(session, conv.id, "taken_over")
+
+    async def bot_message(
+        self,
+        conversation_id: int,
+        text: str,
+        *,
+        author: str | None = None,
+        actions: list[dict[str, Any]] | None = None,
+        within: Callable[[AsyncSession, Conversation], Awaitable[bool]] | None = None,
+    ) -> Message | None:
+        """The assistant's line: stored, relayed to the thread and pushed like any other message.
+
+        ``within`` runs first in the same transaction (the assistant's own
+        bookkeeping) and may return False to store nothing, e.g. because a
+        person took over meanwhile. ``actions`` ride along on the live frame
+        only (a form offer, a booking link); a replay shows the text.
+        """
+        async with self.db.write() as session:
+            conv = await get_conversation(session, conversation_id)
+            if conv.status != "open" or (within is not None and not await within(session, conv)):
+                return None
+            message = await post_system_message(session, conv, text.strip()[:4000], sender="bot")
+            message.author = author
+            await session.flush()
+            await plan_message_relay(session, conv, message)
+        self._messages.inc(sender="bot")
+        await self.bus.publish(ev.OUTBOX_ENQUEUED, {})
+        event = _message_event(conv, message)
+        if actions:
+            event["frame"] = {**event["frame"], "actions": actions}
+        await self.bus.publish(ev.MESSAGE_CREATED, event)
+        return message
 
     async def typing(self, conversation: Conversation, sender: str, author: str | None, active: bool) -> None:
         await self.bus.publish(

@@ -292,6 +292,47 @@ def message_frame(message: Message) -> dict[str, Any]:
     return frame
 
 
+def message_update_frame(message: Message) -> dict[str, Any]:
+    """Tells the widget to replace the text of a message it already shows."""
+    return {"type": "message_update", "conversation_id": message.conversation_id, "id": message.id, "seq": message.seq, "text": message.text}
+
+
+def message_delete_frame(message: Message) -> dict[str, Any]:
+    """Tells the widget to remove a message it already shows."""
+    return {"type": "message_delete", "conversation_id": message.conversation_id, "id": message.id, "seq": message.seq}
+
+
+async def edit_agent_message(session: AsyncSession, message: Message, text: Any) -> bool:
+    """Replace an agent's line after it was edited where it was written.
+
+    Only agent messages can change; a note stays a note (an edit never
+    exposes an internal line). True when the stored text changed.
+    """
+    if message.sender != "agent":
+        raise Conflict("only agent messages can be edited")
+    cleaned = clean_text(text)
+    if cleaned == message.text:
+        return False
+    message.text = cleaned
+    await session.flush()
+    return True
+
+
+async def withdraw_agent_message(session: AsyncSession, message: Message) -> bool:
+    """An agent deleted a relayed line: hide it from the visitor, keep it for the team.
+
+    The row stays (as an internal line) so the seq sequence has no hole and
+    the team's record is complete. True when the visitor could see it before.
+    """
+    if message.sender != "agent":
+        raise Conflict("only agent messages can be deleted")
+    if message.internal:
+        return False
+    message.internal = True
+    await session.flush()
+    return True
+
+
 def message_to_json(message: Message) -> dict[str, Any]:
     """A message as agents and the API see it, notes included."""
     return {

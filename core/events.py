@@ -19,6 +19,8 @@ Handler = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 # Event names used across the service.
 MESSAGE_CREATED = "message.created"  # {conversation_id, widget_id, message}
+MESSAGE_UPDATED = "message.updated"  # {conversation_id, widget_id, visitor_id, internal, frame, message}: edited at its source
+MESSAGE_DELETED = "message.deleted"  # {conversation_id, widget_id, visitor_id, frame, message}: withdrawn from the visitor
 CONVERSATION_UPDATED = "conversation.updated"  # {conversation_id, widget_id, conversation}
 TYPING = "typing"  # {conversation_id, widget_id, from, author, active}
 AGENTS_CHANGED = "agents.changed"  # {agent_id}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.assistant_state import assistant_speaks
 from core.bindings import bindings_for_widget
 from core.models import Conversation, Message
 from core.outbox import enqueue
@@ -51,3 +52,41 @@ async def plan_root_update(session: AsyncSession, conv: Conversation) -> int:
         )
         planned += 1
     return planned
+
+
+async def plan_offline_message_channel_posts(session: AsyncSession, widget_id: int, offline_message_id: int) -> int:
+    """Post a stored offline message into every channel bound to its widget.
+
+    Rows of kind ``{platform}.offline_post`` {binding_id, offline_message_id};
+    the platform adapter registers the handler (Slack adds a "Mark handled"
+    button). Call it in the transaction that stores the message.
+    """
+    planned = 0
+    for binding in await bindings_for_widget(session, widget_id):
+        enqueue(
+            session,
+            f"{binding.platform}.offline_post",
+            {"binding_id": binding.id, "offline_message_id": offline_message_id},
+            ref=("offline_message", offline_message_id),
+        )
+        planned += 1
+    return planned
+
+
+async def plan_ai_reply(session: AsyncSession, conv: Conversation, message: Message) -> int:
+    """Have the assistant answer a visitor message, unless a person has taken the conversation.
+
+    One ``ai.reply`` row {conversation_id, message_id}; rows of one
+    conversation share an ordering key, so answers come in question order and
+    the worker answers each once however many web processes stored them.
+    """
+    if not await assistant_speaks(session, conv.id):
+        return 0
+    enqueue(
+        session,
+        "ai.reply",
+        {"conversation_id": conv.id, "message_id": message.id},
+        ordering_key=f"ai:{conv.id}",
+        ref=("conversation", conv.id),
+    )
+    return 1

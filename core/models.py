@@ -90,6 +90,8 @@ class Widget(Base):
     colors: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     position: Mapped[str] = mapped_column(String(10), default="right")
     schedule: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Days to keep offline messages and closed conversations; null keeps them.
+    retention_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -335,3 +337,205 @@ class ProcessedEvent(Base):
     source: Mapped[str] = mapped_column(String(20))
     event_id: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+# --- Slack ---
+# Platform-neutral names: any platform installed per workspace by OAuth can use them.
+
+
+class WorkspaceInstallation(Base):
+    """An app installed into a workspace by OAuth: whose bot token to use for that workspace.
+
+    ``enterprise_id`` is "" outside Enterprise Grid and ``workspace_id`` is ""
+    for an org-wide install, so the unique key never involves NULLs.
+    ``data`` keeps the platform's full installation record.
+    """
+
+    __tablename__ = "workspace_installations"
+    __table_args__ = (UniqueConstraint("platform", "enterprise_id", "workspace_id"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    platform: Mapped[str] = mapped_column(String(20))
+    enterprise_id: Mapped[str] = mapped_column(String(100), default="")
+    workspace_id: Mapped[str] = mapped_column(String(100), default="")
+    bot_token: Mapped[str] = mapped_column(Text)
+    bot_user_id: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    installed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OAuthState(Base):
+    """A one-time ``state`` of an OAuth install flow, consumed on the redirect back."""
+
+    __tablename__ = "oauth_states"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    state: Mapped[str] = mapped_column(String(200), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+# --- deliveries ---
+
+
+class WebhookEndpoint(Base):
+    """A URL that receives a widget's events, signed with its own secret (Standard Webhooks).
+
+    The secret is kept in clear because every delivery must be signed with it;
+    it is shown to people once, when the endpoint is created.
+    """
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    widget_id: Mapped[int] = mapped_column(ForeignKey("widgets.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    events: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    secret: Mapped[str] = mapped_column(String(100))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AgentPushover(Base):
+    """An agent's Pushover user key: where pushes for new chats and offline messages go."""
+
+    __tablename__ = "agent_pushover"
+
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True)
+    user_key: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WidgetNotifySettings(Base):
+    """Per-widget digest schedule and visitor emails; a widget without a row uses the defaults."""
+
+    __tablename__ = "widget_notify_settings"
+
+    widget_id: Mapped[int] = mapped_column(ForeignKey("widgets.id", ondelete="CASCADE"), primary_key=True)
+    digest_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    digest_time: Mapped[str] = mapped_column(String(5), default="09:00")
+    digest_days: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    digest_timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    digest_channel: Mapped[bool] = mapped_column(Boolean, default=True)
+    digest_email: Mapped[bool] = mapped_column(Boolean, default=False)
+    transcript_email: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Digest(Base):
+    """One sent (or empty) digest of a widget's offline messages.
+
+    Unique per (widget, period_end) and written in the transaction that
+    enqueues its deliveries, so two workers can never both send one digest.
+    """
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("widget_id", "period_end"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    widget_id: Mapped[int] = mapped_column(ForeignKey("widgets.id", ondelete="CASCADE"))
+    period_start: Mapped[datetime]
+    period_end: Mapped[datetime]
+    message_count: Mapped[int] = mapped_column(Integer, default=0)
+    content: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WidgetPresence(Base):
+    """Whether a widget was last seen online, so the worker notices the moment all
+    agents leave during business hours (and alerts the channel once)."""
+
+    __tablename__ = "widget_presence"
+
+    widget_id: Mapped[int] = mapped_column(ForeignKey("widgets.id", ondelete="CASCADE"), primary_key=True)
+    online: Mapped[bool] = mapped_column(Boolean)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- admin ---
+
+
+class AdminUser(Base):
+    """A person who may use the dashboard at /admin; the password is kept as a scrypt hash."""
+
+    __tablename__ = "admin_users"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class AdminSession(Base):
+    """A signed-in dashboard browser, stored as the hash of its cookie token only."""
+
+    __tablename__ = "admin_sessions"
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admin_users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- knowledge base / assistant ---
+
+
+class KnowledgeEntry(Base):
+    """One knowledge-base entry of a widget: the question it answers and the answer."""
+
+    __tablename__ = "knowledge_entries"
+    __table_args__ = (Index("ix_knowledge_entries_widget", "widget_id", "id"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    widget_id: Mapped[int] = mapped_column(ForeignKey("widgets.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(300))
+    answer: Mapped[str] = mapped_column(Text)
+    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    source: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AssistantSettings(Base):
+    """A widget's assistant configuration, validated by core/assistant_config.py.
+
+    One JSON document rather than columns: a new setting needs no migration.
+    """
+
+    __tablename__ = "assistant_settings"
+
+    widget_id: Mapped[int] = mapped_column(ForeignKey("widgets.id", ondelete="CASCADE"), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AssistantThread(Base):
+    """The assistant's part in one conversation: whether it still speaks, and what it is collecting."""
+
+    __tablename__ = "assistant_threads"
+
+    conversation_id: Mapped[int] = mapped_column(
+        ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    status: Mapped[str] = mapped_column(String(12), default="active")  # active | handed_off | stopped
+    reason: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    unanswered: Mapped[int] = mapped_column(Integer, default=0)
+    last_answered_seq: Mapped[int] = mapped_column(Integer, default=0)
+    lead: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # step, name, email, need, tries
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class AssistantUsage(Base):
+    """Language-model tokens spent per widget and UTC day, for the daily budget."""
+
+    __tablename__ = "assistant_usage"
+    __table_args__ = (UniqueConstraint("widget_id", "day"),)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True)
+    widget_id: Mapped[int] = mapped_column(ForeignKey("widgets.id", ondelete="CASCADE"))
+    day: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD, UTC
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    replies: Mapped[int] = mapped_column(Integer, default=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 from dataclasses import dataclass, field
 
 from core.chat import ChatService
@@ -12,6 +13,9 @@ from core.metrics import Registry
 from core.ratelimit import RateLimiter
 from core.status import StatusWatcher
 from core.tokens import VisitorTokens
+
+if TYPE_CHECKING:
+    from core.assistant_service import AssistantService
 
 
 @dataclass
@@ -41,6 +45,8 @@ class Services:
     health_checks: dict[str, Callable[[], Awaitable[None]]] = field(default_factory=dict)
     # called in reverse order on shutdown
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # the AI assistant (core/assistant_service.py), when the wiring built one
+    assistant: AssistantService | None = None
 
     async def close(self) -> None:
         for closer in reversed(self.closers):

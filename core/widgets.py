@@ -29,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "colors": {"primary": "#2563eb", "text": "#ffffff"},
     "position": "right",
     "schedule": None,
+    "retention_days": None,
 }
 
 SETTINGS = set(DEFAULTS) | {"name"}
@@ -38,6 +39,10 @@ def _schedule(value: Any) -> dict[str, Any] | None:
     if value is None:
         return None
     return schedule_to_json(parse_schedule(value))
+
+
+def _retention(value: Any) -> int | None:
+    return None if value is None else v.integer(value, lo=1, hi=3650)
 
 
 def clean_settings(data: Any, *, creating: bool) -> dict[str, Any]:
@@ -63,6 +68,7 @@ def clean_settings(data: Any, *, creating: bool) -> dict[str, Any]:
         "colors": (v.colors, {}),
         "position": (v.choice, {"options": ("right", "left")}),
         "schedule": (_schedule, {}),
+        "retention_days": (_retention, {}),
     }
     if creating and "name" not in data:
         c.errors["name"] = "is required"

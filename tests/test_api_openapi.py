@@ -12,6 +12,8 @@ from openapi_spec_validator import validate
 from adapters.api.openapi import build_document
 from adapters.api.routes import OPERATIONS
 from core.conversations import VisitorContext
+from tests.test_deliveries_helpers import delivery_calls
+from tests.test_knowledge import knowledge_calls
 from tests.test_api_helpers import (  # noqa: F401
     CONTRACT,
     add_agent,
@@ -133,7 +135,11 @@ async def test_a_real_answer_from_every_operation_matches_the_document(api, serv
         "getConversation": ("GET", f"/api/v1/conversations/{conv.id}", None),
         "listConversationMessages": ("GET", f"/api/v1/conversations/{conv.id}/messages?after=0&limit=2", None),
         "getOpenApiDocument": ("GET", "/api/openapi.json", None),
+        "exportVisitorData": ("GET", f"/api/v1/privacy/visitor?email={kept.email}", None),
+        "eraseVisitorData": ("DELETE", "/api/v1/privacy/visitor?email=nobody@example.com", None),
     }
+    calls.update(await delivery_calls(services, widget, kept, agent))  # webhooks, deliveries, notifications
+    calls.update(await knowledge_calls(services, widget))  # knowledge base and assistant settings
     documented = {
         op["operationId"]: (method.upper(), op)
         for item in CONTRACT.document["paths"].values()

@@ -4,6 +4,7 @@ and the database stays the truth when Redis drops events."""
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 import redis.asyncio as aioredis
@@ -22,7 +23,9 @@ from tests.widget_client import Visitor
 async def two_processes(db, db_url, redis_url, aiohttp_client):  # type: ignore[no-untyped-def]
     """Two independent service stacks (as two `deskbell web` processes) on one DB and one Redis."""
     await db.dispose()
-    settings = Settings(database_url=db_url, redis_url=redis_url, secret_key="test-secret-key-0123456789")
+    settings = Settings(
+        database_url=db_url, redis_url=redis_url, redis_prefix=f"test{os.getpid()}", secret_key="test-secret-key-0123456789"
+    )
     stacks: list[Services] = [await build_services(settings, public_url="") for _ in range(2)]
     clients = [await aiohttp_client(build_app(svc)) for svc in stacks]
     yield stacks, clients

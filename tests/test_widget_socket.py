@@ -221,3 +221,11 @@ async def test_concurrent_agent_replies_arrive_in_seq_order(client, widget, agen
         seqs.append((await visitor.next("message"))["seq"])
     assert seqs == list(range(1, 12))
     assert await visitor.quiet() == []
+
+
+async def test_a_settings_change_tells_open_widgets_to_reread_their_config(client, widget, services):
+    from core import events as ev
+
+    visitor = await Visitor.connect(client, widget.key)
+    await services.bus.publish(ev.WIDGET_CHANGED, {"widget_id": widget.id})
+    assert await visitor.next("config") == {"type": "config"}

@@ -10,10 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.api import agents, conversations, offlinemessages, widgets
+from adapters.api import agents, conversations, offlinemessages, privacy, widgets
+from adapters.api import deliveries, delivery_schemas, notifications, webhooks
+from adapters.api import knowledge
 from adapters.api.auth import api_key_middleware, protected
 from adapters.api.openapi import build_document
 from adapters.api.operation import Operation, Reply
+from adapters.api.schemas import COMPONENTS
 
 OPENAPI_PATH = "/api/openapi.json"
 OPENAPI = web.AppKey("openapi", dict[str, Any])
@@ -28,12 +31,20 @@ OPERATIONS: list[Operation] = [
     *widgets.OPERATIONS,
     *agents.OPERATIONS,
     *conversations.OPERATIONS,
+    *privacy.OPERATIONS,
+    *webhooks.OPERATIONS,
+    *deliveries.OPERATIONS,
+    *notifications.OPERATIONS,
+    *knowledge.OPERATIONS,
     Operation(
         "GET", OPENAPI_PATH, openapi_document, "getOpenApiDocument", "This document", "meta",
         Reply(200, {"type": "object"}, "The OpenAPI 3.1 document of this API."),
         auth=False,
     ),
 ]
+
+COMPONENTS.update(delivery_schemas.SCHEMAS)  # the delivery endpoints' schemas, beside the core ones
+COMPONENTS.update(knowledge.SCHEMAS)  # the knowledge base and assistant settings
 
 
 def setup_api_routes(app: web.Application) -> None:

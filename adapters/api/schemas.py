@@ -105,6 +105,14 @@ WIDGET_SETTINGS: dict[str, Schema] = {
     "colors": ref("Colors"),
     "position": {"enum": ["right", "left"]},
     "schedule": nullable(ref("Schedule")),
+    "retention_days": nullable(
+        {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 3650,
+            "description": "Days to keep offline messages and closed conversations; null keeps them.",
+        }
+    ),
 }
 
 WIDGET: Schema = _closed(

@@ -57,7 +57,10 @@ class WidgetHub:
         bus.subscribe(ev.MESSAGE_CREATED, self._on_message)
         bus.subscribe(ev.CONVERSATION_UPDATED, self._on_conversation)
         bus.subscribe(ev.TYPING, self._on_typing)
+        bus.subscribe(ev.MESSAGE_UPDATED, self._on_message_change)
+        bus.subscribe(ev.MESSAGE_DELETED, self._on_message_change)
         bus.subscribe(ev.RESYNC, self._on_resync)
+        bus.subscribe(ev.WIDGET_CHANGED, self._on_widget_changed)
         services.watcher.add_listener(self.push_status)
 
     # -- registry ---------------------------------------------------------
@@ -126,6 +129,20 @@ class WidgetHub:
         for message in missing:
             await sock.send(message_frame(message))
 
+    async def _on_message_change(self, _name: str, data: dict[str, Any]) -> None:
+        """An agent edited or deleted a line: ``message_update`` / ``message_delete`` frames.
+
+        Only sockets that already got the message (its seq) are told; a
+        socket still behind reads the current text from the database.
+        """
+        if data.get("internal"):
+            return
+        frame = data["frame"]
+        for sock in list(self._by_visitor.get((data["widget_id"], data.get("visitor_id", "")), ())):
+            async with sock.lock:
+                if sock.conversation_id == data["conversation_id"] and frame["seq"] <= sock.last_seq:
+                    await sock.send(frame)
+
     async def _on_conversation(self, _name: str, data: dict[str, Any]) -> None:
         conv = data["conversation"]
         if conv["status"] != "closed":
@@ -143,6 +160,11 @@ class WidgetHub:
         for sock in list(self._by_widget.get(data["widget_id"], ())):
             if sock.conversation_id == data["conversation_id"]:
                 await sock.send(frame)
+
+    async def _on_widget_changed(self, _name: str, data: dict[str, Any]) -> None:
+        """Texts, colours or position changed: open widgets re-read their config."""
+        for sock in list(self._by_widget.get(data.get("widget_id", -1), ())):
+            await sock.send_text('{"type":"config"}')
 
     async def _on_resync(self, _name: str, _data: dict[str, Any]) -> None:
         """Events may have been missed (the bus reconnected): catch every socket up from the database."""

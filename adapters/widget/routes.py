@@ -12,13 +12,16 @@ from adapters.http import client_ip, error_response, read_json, services
 from adapters.widget.origins import cors_headers, origin_allowed
 from adapters.widget.socket import widget_socket
 from core import events as ev
+from core.deliveries import plan_offline_message
 from core.errors import NotFound, RateLimited
 from core.models import Widget
 from core.offline import SpamRejected, offline_message_to_json, store_offline_message
+from core.widgets import DEFAULTS as WIDGET_DEFAULTS
 from core.widgets import get_widget_by_key
 
 STATIC = Path(__file__).parent / "static"
 THANKS = "Thanks! We got your message and will get back to you by email."
+TEXT_FIELDS = ("online_tab_text", "offline_tab_text", "offline_message")
 
 
 class StaticScript:
@@ -77,6 +80,8 @@ async def widget_config(request: web.Request) -> web.Response:
             "offline_tab_text": widget.offline_tab_text,
             "offline_message": widget.offline_message,
         },
+        # Texts the admin wrote; the others are defaults the widget shows in the visitor's language.
+        "custom_texts": [name for name in TEXT_FIELDS if getattr(widget, name) != WIDGET_DEFAULTS[name]],
         "offline_form": widget.offline_form,
         "ai_enabled": widget.ai_enabled,
         "hide_when_offline": widget.hide_when_offline,
@@ -111,11 +116,14 @@ async def post_offline_message(request: web.Request) -> web.Response:
             retry_after=wait,
         )
     try:
-        async with svc.db.write() as session:
+        async with svc.db.write() as session:  # the message and every delivery it owes, or nothing
             row = await store_offline_message(session, widget, data)
+            planned = await plan_offline_message(session, widget, row)
     except SpamRejected:
         return web.json_response({"id": None, "status": "new", "message": THANKS}, status=201)
     stored = offline_message_to_json(row)
+    if planned:
+        await svc.bus.publish(ev.OUTBOX_ENQUEUED, {})
     await svc.bus.publish(ev.OFFLINE_MESSAGE_CREATED, {"widget_id": widget.id, "offline_message": stored})
     return web.json_response({"id": row.id, "status": row.status, "message": THANKS}, status=201)
 

@@ -24,12 +24,69 @@
   const MAX_FORM = 5000;
   const CHAT_MODES = ["live", "ai"];
   const MODES = CHAT_MODES.concat(["form", "hidden"]);
-  const THANKS = "Thanks! We got your message and will get back to you.";
-  const TEXTS = {
-    online_tab_text: "Chat with us",
-    offline_tab_text: "Leave a message",
-    offline_message: "We're away right now. Leave a message and we'll get back to you.",
+  const SOUND_DEFAULT = script.getAttribute("data-sound") === "on"; // off unless the site asks
+
+  // ---------------------------------------------------------------- languages
+
+  // Every visible string, per language; the browser's language picks one and
+  // missing keys fall back to English. Texts the admin wrote (custom_texts in
+  // the config) are shown as written, whatever the language.
+  const L = {
+    en: {
+      on: "Chat with us", off: "Leave a message", msg: "We're away right now. Leave a message and we'll get back to you by email.",
+      ph: "Type your message…", your: "Your message", send: "Send", close: "Close chat", conn: "Connecting…",
+      hint: "Send us a message and we'll reply right here.", log: "Messages", name: "Name", email: "Email", message: "Message",
+      sendMsg: "Send message", sending: "Sending…", again: "Send another message",
+      thanks: "Thanks! We got your message and will get back to you by email.", write: "Please write a message.",
+      net: "We couldn't send your message. Check your connection and try again.", wrong: "Something went wrong. Please try again.",
+      you: "You", support: "Support", bot: "Assistant", closed: "This conversation was closed.", failed: "Not delivered",
+      typing: "{n} is typing…", back: "Back {n} (your time)", unread: "{n} unread", sound: "Sound for new replies",
+    },
+    es: {
+      on: "Chatea con nosotros", off: "Déjanos un mensaje", msg: "Ahora no estamos. Déjanos un mensaje y te responderemos por email.",
+      ph: "Escribe tu mensaje…", your: "Tu mensaje", send: "Enviar", close: "Cerrar chat", conn: "Conectando…",
+      hint: "Escríbenos y te responderemos aquí mismo.", log: "Mensajes", name: "Nombre", email: "Email", message: "Mensaje",
+      sendMsg: "Enviar mensaje", sending: "Enviando…", again: "Enviar otro mensaje",
+      thanks: "¡Gracias! Hemos recibido tu mensaje y te responderemos por email.", write: "Escribe un mensaje.",
+      net: "No pudimos enviar tu mensaje. Revisa tu conexión e inténtalo de nuevo.", wrong: "Algo salió mal. Inténtalo de nuevo.",
+      you: "Tú", support: "Soporte", bot: "Asistente", closed: "Esta conversación se ha cerrado.", failed: "No entregado",
+      typing: "{n} está escribiendo…", back: "Volvemos el {n} (tu hora)", unread: "{n} sin leer", sound: "Sonido para respuestas nuevas",
+    },
+    fr: {
+      on: "Discutons", off: "Laissez un message", msg: "Nous sommes absents. Laissez un message et nous vous répondrons par e-mail.",
+      ph: "Votre message…", your: "Votre message", send: "Envoyer", close: "Fermer le chat", conn: "Connexion…",
+      hint: "Écrivez-nous, nous répondons ici même.", log: "Messages", name: "Nom", email: "E-mail", message: "Message",
+      sendMsg: "Envoyer le message", sending: "Envoi…", again: "Envoyer un autre message",
+      thanks: "Merci ! Nous avons reçu votre message et vous répondrons par e-mail.", write: "Veuillez écrire un message.",
+      net: "Impossible d'envoyer votre message. Vérifiez votre connexion et réessayez.", wrong: "Une erreur s'est produite. Réessayez.",
+      you: "Vous", support: "Support", bot: "Assistant", closed: "Cette conversation est terminée.", failed: "Non distribué",
+      typing: "{n} écrit…", back: "De retour {n} (votre heure)", unread: "{n} non lu(s)", sound: "Son pour les nouvelles réponses",
+    },
+    de: {
+      on: "Chatten Sie mit uns", off: "Nachricht hinterlassen", msg: "Wir sind gerade nicht da. Hinterlassen Sie eine Nachricht, wir antworten per E-Mail.",
+      ph: "Ihre Nachricht…", your: "Ihre Nachricht", send: "Senden", close: "Chat schließen", conn: "Verbinde…",
+      hint: "Schreiben Sie uns, wir antworten direkt hier.", log: "Nachrichten", name: "Name", email: "E-Mail", message: "Nachricht",
+      sendMsg: "Nachricht senden", sending: "Wird gesendet…", again: "Weitere Nachricht senden",
+      thanks: "Danke! Wir haben Ihre Nachricht erhalten und antworten per E-Mail.", write: "Bitte schreiben Sie eine Nachricht.",
+      net: "Ihre Nachricht konnte nicht gesendet werden. Prüfen Sie die Verbindung und versuchen Sie es erneut.", wrong: "Etwas ist schiefgegangen. Bitte erneut versuchen.",
+      you: "Sie", support: "Support", bot: "Assistent", closed: "Diese Unterhaltung wurde beendet.", failed: "Nicht zugestellt",
+      typing: "{n} schreibt…", back: "Zurück am {n} (Ihre Zeit)", unread: "{n} ungelesen", sound: "Ton bei neuen Antworten",
+    },
+    pt: {
+      on: "Fale conosco", off: "Deixe uma mensagem", msg: "Não estamos disponíveis agora. Deixe uma mensagem e responderemos por e-mail.",
+      ph: "Escreva sua mensagem…", your: "Sua mensagem", send: "Enviar", close: "Fechar chat", conn: "Conectando…",
+      hint: "Envie uma mensagem e responderemos aqui mesmo.", log: "Mensagens", name: "Nome", email: "E-mail", message: "Mensagem",
+      sendMsg: "Enviar mensagem", sending: "Enviando…", again: "Enviar outra mensagem",
+      thanks: "Obrigado! Recebemos sua mensagem e responderemos por e-mail.", write: "Escreva uma mensagem.",
+      net: "Não foi possível enviar sua mensagem. Verifique a conexão e tente novamente.", wrong: "Algo deu errado. Tente novamente.",
+      you: "Você", support: "Suporte", bot: "Assistente", closed: "Esta conversa foi encerrada.", failed: "Não entregue",
+      typing: "{n} está digitando…", back: "Voltamos {n} (seu horário)", unread: "{n} não lida(s)", sound: "Som para novas respostas",
+    },
   };
+  const LANGS = [].concat(navigator.languages || [], navigator.language || [], "en").map((l) => String(l));
+  const TAG = LANGS.find((l) => L[l.slice(0, 2).toLowerCase()]);
+  const LANG = TAG.slice(0, 2).toLowerCase();
+  const t = (k, n) => String(L[LANG][k] || L.en[k]).replace("{n}", n);
 
   // ---------------------------------------------------------------- storage
 
@@ -69,6 +126,7 @@
     mode: null,
     rendered: null, // the mode the UI last showed
     isOpen: false,
+    unread: 0, // replies that arrived while the panel was closed or the tab hidden
     formSent: false,
     ws: null,
     ready: false, // socket open and the server said welcome
@@ -131,7 +189,14 @@
 
   function isChat() { return CHAT_MODES.includes(S.mode); }
 
-  function texts() { return Object.assign({}, TEXTS, (S.cfg && S.cfg.texts) || {}); }
+  // Default texts in the visitor's language; the admin's own (custom_texts) as written.
+  function texts() {
+    const c = S.cfg || {};
+    const own = c.texts || {};
+    const out = { online_tab_text: t("on"), offline_tab_text: t("off"), offline_message: t("msg") };
+    for (const k in out) if (own[k] && (!c.custom_texts || c.custom_texts.includes(k))) out[k] = own[k];
+    return out;
+  }
 
   // ---------------------------------------------------------------- colours
 
@@ -174,22 +239,27 @@
 :host{all:initial!important}
 *,*::before,*::after{box-sizing:border-box}
 [hidden]{display:none!important}
-.w{position:fixed;bottom:20px;right:20px;z-index:2147483000;display:flex;flex-direction:column;align-items:flex-end;gap:12px;
-font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#111827;text-align:left;direction:ltr}
+.w{position:fixed;bottom:20px;right:20px;z-index:2147483647;display:flex;flex-direction:column;align-items:flex-end;gap:12px;
+font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#111827;text-align:start}
 .w.left{right:auto;left:20px;align-items:flex-start}
 button,input,textarea{font:inherit;color:inherit;margin:0;letter-spacing:normal}
 button{cursor:pointer}
 :focus{outline:none}
 :focus-visible{outline:2px solid var(--db-ring);outline-offset:2px}
 svg{width:20px;height:20px;fill:none;stroke:currentColor;stroke-width:2;stroke-linecap:round;stroke-linejoin:round;flex:none}
-.launch{display:flex;align-items:center;gap:8px;border:0;border-radius:999px;padding:12px 18px;background:var(--db-p);color:var(--db-t);
+.launch{position:relative;display:flex;align-items:center;gap:8px;border:0;border-radius:999px;padding:12px 18px;background:var(--db-p);color:var(--db-t);
 font-weight:600;box-shadow:0 6px 20px rgba(0,0,0,.2);transition:transform .15s}
 .launch:hover{transform:translateY(-1px)}
+.badge{position:absolute;top:-6px;right:-6px;min-width:20px;height:20px;padding:0 5px;border-radius:10px;background:#b91c1c;color:#fff;
+font:700 12px/20px system-ui,sans-serif;text-align:center;box-shadow:0 0 0 2px #fff}
+.back{margin:0 0 8px;font-weight:600;color:#1f2937}
 .panel{width:360px;height:min(560px,calc(100vh - 110px));display:flex;flex-direction:column;background:#fff;border-radius:12px;
 box-shadow:0 12px 40px rgba(0,0,0,.22);overflow:hidden}
 .head{display:flex;align-items:center;justify-content:space-between;gap:8px;padding:14px 12px 14px 16px;background:var(--db-p);color:var(--db-t)}
 .title{font-weight:600;font-size:15px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .x{display:flex;border:0;background:transparent;color:inherit;padding:4px;border-radius:6px}
+.x[aria-pressed=true] .sl{display:none}
+.tools{display:flex;gap:2px}
 .x:focus-visible{outline-color:currentColor;outline-offset:0}
 .conn{background:#fef3c7;color:#92400e;font-size:12px;padding:6px 16px;text-align:center}
 .body{position:relative;flex:1;overflow-y:auto;padding:16px;display:flex;flex-direction:column;gap:16px}
@@ -202,8 +272,8 @@ box-shadow:0 12px 40px rgba(0,0,0,.22);overflow:hidden}
 .who{display:flex;align-items:center;gap:6px;font-size:12px;color:#64748b;margin:0 4px 2px}
 .cont .who{display:none}
 .av{width:18px;height:18px;border-radius:50%;object-fit:cover}
-.b{padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;background:#f1f5f9;border-bottom-left-radius:4px}
-.v .b{background:var(--db-p);color:var(--db-t);border-radius:14px 14px 4px 14px}
+.b{padding:8px 12px;border-radius:14px;white-space:pre-wrap;overflow-wrap:anywhere;background:#f1f5f9;border-end-start-radius:4px}
+.v .b{background:var(--db-p);color:var(--db-t);border-radius:14px;border-end-end-radius:4px}
 .b a{color:inherit;text-decoration:underline}
 .pend{opacity:.55}
 .fail .b{opacity:.6}
@@ -229,7 +299,7 @@ textarea:focus-visible,input:focus-visible{outline-offset:0;border-color:var(--d
 .note:empty{display:none}
 .again{margin-top:8px;border:0;background:none;padding:0;color:inherit;text-decoration:underline;font-size:12px}
 @media (max-width:480px){
-.panel{position:fixed;inset:0;width:100%;height:100%;border-radius:0}
+.panel{position:fixed;inset:0;width:100%;height:100%;border-radius:0;padding-bottom:env(safe-area-inset-bottom)}
 .w.open .launch{display:none}
 textarea,input{font-size:16px}
 }
@@ -242,39 +312,47 @@ textarea,input{font-size:16px}
     const host = document.createElement("deskbell-widget");
     const root = host.attachShadow({ mode: "open" });
 
-    ui.label = h("span");
+    ui.label = h("span", { dir: "auto" });
+    ui.badge = h("span", { class: "badge", "aria-hidden": "true", hidden: true });
     ui.launch = h("button", {
-      class: "launch", type: "button", "aria-expanded": "false", "aria-controls": "db-panel",
+      class: "launch", type: "button", "aria-expanded": "false", "aria-controls": "db-panel", "aria-haspopup": "dialog",
       onclick: () => (S.isOpen ? close(true) : open()),
-    }, [icon("M21 12a8 8 0 0 1-11.7 7.1L4 20l1.1-4.6A8 8 0 1 1 21 12z"), ui.label]);
+    }, [icon("M21 12a8 8 0 0 1-11.7 7.1L4 20l1.1-4.6A8 8 0 1 1 21 12z"), ui.label, ui.badge]);
 
-    ui.title = h("span", { class: "title" });
-    ui.close = h("button", { class: "x", type: "button", "aria-label": "Close chat", onclick: () => close(true) },
+    ui.title = h("span", { class: "title", dir: "auto" });
+    // The bell is struck through while the sound is off (the default).
+    const bell = icon("M6 8a6 6 0 0 1 12 0c0 7 3 9 3 9H3s3-2 3-9M10.3 21a1.9 1.9 0 0 0 3.4 0");
+    bell.append(icon("M3 3l18 18").firstChild);
+    bell.lastChild.setAttribute("class", "sl");
+    ui.sound = h("button", { class: "x", type: "button", "aria-label": t("sound"), "aria-pressed": String(soundOn()), onclick: toggleSound }, bell);
+    ui.close = h("button", { class: "x", type: "button", "aria-label": t("close"), onclick: () => close(true) },
       icon("M6 6l12 12M18 6L6 18"));
-    ui.conn = h("div", { class: "conn", role: "status", text: "Connecting…", hidden: true });
-    ui.log = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": "Messages" });
-    ui.hint = h("p", { class: "hint", text: "Send us a message and we'll reply right here." });
+    ui.conn = h("div", { class: "conn", role: "status", text: t("conn"), hidden: true });
+    ui.log = h("div", { class: "log", role: "log", "aria-live": "polite", "aria-label": t("log") });
+    ui.hint = h("p", { class: "hint", text: t("hint") });
+    ui.back = h("p", { class: "back", hidden: true });
     ui.off = buildOffline();
-    ui.body = h("div", { class: "body" }, [ui.hint, ui.log, ui.off]);
+    ui.body = h("div", { class: "body" }, [ui.back, ui.hint, ui.log, ui.off]);
     ui.typing = h("div", { class: "typing", "aria-hidden": "true", hidden: true });
     ui.compose = buildCompose();
     ui.panel = h("div", { class: "panel", id: "db-panel", role: "dialog", hidden: true },
-      [h("div", { class: "head" }, [ui.title, ui.close]), ui.conn, ui.body, ui.typing, ui.compose]);
+      [h("div", { class: "head" }, [ui.title, h("div", { class: "tools" }, [ui.sound, ui.close])]), ui.conn, ui.body, ui.typing, ui.compose]);
 
-    ui.wrap = h("div", { class: "w", hidden: true }, [ui.panel, ui.launch]);
+    ui.wrap = h("div", { class: "w", hidden: true, lang: TAG, dir: /^(ar|he|fa|ur)/.test(LANG) ? "rtl" : "ltr" }, [ui.panel, ui.launch]);
     root.append(h("style", { text: CSS }), ui.wrap);
     root.addEventListener("keydown", (e) => {
       if (e.key === "Escape" && S.isOpen) close(true);
+      if (e.key === "Tab" && S.isOpen && FULL.matches) trapFocus(e, root);
     });
     document.documentElement.append(host); // not body: a transform on body would re-anchor position:fixed
   }
 
   function buildCompose() {
     ui.input = h("textarea", {
-      rows: 1, maxlength: MAX_CHAT, placeholder: "Type your message…", "aria-label": "Your message",
+      rows: 1, maxlength: MAX_CHAT, placeholder: t("ph"), "aria-label": t("your"), dir: "auto",
       oninput: onInput, onkeydown: onComposeKey,
     });
-    ui.send = h("button", { class: "send", type: "submit", text: "Send" });
+    ui.send = h("button", { class: "send", type: "submit", text: t("send") });
     return h("form", { class: "compose", onsubmit: (e) => { e.preventDefault(); submitChat(); } }, [ui.input, ui.send]);
   }
 
@@ -288,20 +366,20 @@ textarea,input{font-size:16px}
 
   function buildOffline() {
     ui.fields = {};
-    ui.offMsg = h("p");
+    ui.offMsg = h("p", { dir: "auto" });
     ui.note = h("p", { class: "note", role: "status", "aria-live": "polite" });
-    ui.again = h("button", { class: "again", type: "button", text: "Send another message", hidden: true, onclick: () => {
+    ui.again = h("button", { class: "again", type: "button", text: t("again"), hidden: true, onclick: () => {
       S.formSent = false;
       setNote("");
       render();
     } });
-    ui.submit = h("button", { class: "submit", type: "submit", text: "Send message" });
+    ui.submit = h("button", { class: "submit", type: "submit", text: t("sendMsg") });
     // Honeypot: off-screen and out of the tab order; people leave it empty, bots fill it.
     ui.honeypot = h("input", { type: "text", name: "website", tabindex: "-1", autocomplete: "off" });
     ui.form = h("form", { class: "f", novalidate: true, onsubmit: submitForm }, [
-      field("name", "Name", h("input", { type: "text", name: "name", autocomplete: "name", maxlength: 200 })),
-      field("email", "Email", h("input", { type: "email", name: "email", autocomplete: "email", maxlength: 320 })),
-      field("message", "Message", h("textarea", { name: "message", rows: 4, required: true, maxlength: MAX_FORM })),
+      field("name", t("name"), h("input", { type: "text", name: "name", autocomplete: "name", maxlength: 200, dir: "auto" })),
+      field("email", t("email"), h("input", { type: "email", name: "email", autocomplete: "email", maxlength: 320, required: true })),
+      field("message", t("message"), h("textarea", { name: "message", rows: 4, required: true, maxlength: MAX_FORM, dir: "auto" })),
       h("div", { class: "hp", "aria-hidden": "true" }, [h("label", { text: "Website" }), ui.honeypot]),
       ui.submit,
     ]);
@@ -321,6 +399,10 @@ textarea,input{font-size:16px}
     ui.label.textContent = title;
     ui.title.textContent = title;
     ui.panel.setAttribute("aria-label", title);
+    const back = backText(S.status);
+    ui.back.textContent = back;
+    ui.back.hidden = !back;
+    renderBadge();
     ui.wrap.classList.toggle("left", S.cfg.position === "left");
     // In form mode an ongoing conversation stays visible above the form.
     ui.off.hidden = chat;
@@ -342,7 +424,11 @@ textarea,input{font-size:16px}
   function open() {
     if (!S.cfg || S.mode === "hidden") return;
     S.isOpen = true;
+    S.unread = 0;
+    renderBadge();
     ui.panel.hidden = false;
+    if (FULL.matches) ui.panel.setAttribute("aria-modal", "true");
+    else ui.panel.removeAttribute("aria-modal");
     ui.wrap.classList.add("open");
     ui.launch.setAttribute("aria-expanded", "true");
     scrollDown(true);
@@ -357,6 +443,78 @@ textarea,input{font-size:16px}
     ui.wrap.classList.remove("open");
     ui.launch.setAttribute("aria-expanded", "false");
     if (focusLauncher && !ui.wrap.hidden) ui.launch.focus();
+  }
+
+  // On a phone the panel covers the page: Tab cycles inside it like any modal dialog.
+  const FULL = window.matchMedia("(max-width:480px)");
+
+  function trapFocus(e, root) {
+    const all = Array.from(ui.panel.querySelectorAll("button,textarea,input:not([tabindex='-1']),a[href]"))
+      .filter((el) => !el.disabled && !el.closest("[hidden]"));
+    const first = all[0];
+    const last = all[all.length - 1];
+    if (!first) return;
+    const at = root.activeElement;
+    if (e.shiftKey ? at === first || !ui.panel.contains(at) : at === last) {
+      e.preventDefault();
+      (e.shiftKey ? last : first).focus();
+    }
+  }
+
+  // ---------------------------------------------------------------- unread badge, sound, "back at"
+
+  function renderBadge() {
+    const n = S.unread;
+    ui.badge.hidden = !n;
+    ui.badge.textContent = !n ? "" : n > 9 ? "9+" : String(n);
+    if (n) ui.launch.setAttribute("aria-label", ui.label.textContent + ", " + t("unread", n));
+    else ui.launch.removeAttribute("aria-label");
+  }
+
+  function soundOn() {
+    const saved = store.get("sound");
+    return saved == null ? SOUND_DEFAULT : saved === "1";
+  }
+
+  function toggleSound() {
+    store.set("sound", soundOn() ? "0" : "1");
+    ui.sound.setAttribute("aria-pressed", String(soundOn()));
+  }
+
+  // A short soft tone, made here (no audio file to fetch); only when switched on.
+  function ding() {
+    if (!soundOn()) return;
+    try {
+      const ctx = S.audio || (S.audio = new (window.AudioContext || window.webkitAudioContext)());
+      const osc = ctx.createOscillator();
+      const gain = ctx.createGain();
+      osc.frequency.value = 880;
+      gain.gain.setValueAtTime(0.06, ctx.currentTime);
+      gain.gain.exponentialRampToValueAtTime(0.0001, ctx.currentTime + 0.25);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start();
+      osc.stop(ctx.currentTime + 0.25);
+    } catch (e) { /* no audio here */ }
+  }
+
+  // A reply the visitor has not seen: the panel is closed or the tab is in the background.
+  function countUnread(f) {
+    if (f.replay || (f.from !== "agent" && f.from !== "bot")) return;
+    if (S.isOpen && !document.hidden) return;
+    S.unread++;
+    renderBadge();
+    ding();
+  }
+
+  // "Back Monday 09:00 (your time)": the next opening in the visitor's own zone and language.
+  function backText(st) {
+    const at = st && !st.online && st.next_open_at ? new Date(st.next_open_at) : null;
+    if (!at || isNaN(at)) return "";
+    const o = { weekday: "long", hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+    if (at - Date.now() > 6 * 864e5) Object.assign(o, { day: "numeric", month: "long" });
+    let when;
+    try { when = new Intl.DateTimeFormat(TAG, o).format(at); } catch (e) { when = at.toLocaleString(); }
+    return t("back", when);
   }
 
   function scrollDown(force) {
@@ -404,10 +562,10 @@ textarea,input{font-size:16px}
     const text = String(m.text == null ? "" : m.text);
     if (m.from === "system") return h("div", { class: "sys", text });
     const mine = m.from === "visitor";
-    const author = mine ? "You" : m.author || (m.from === "bot" ? "Assistant" : "Support");
+    const author = mine ? t("you") : m.author || t(m.from === "bot" ? "bot" : "support");
     const el = h("div", { class: "m " + (mine ? "v" : "a") }, [
       h("div", { class: "who" }, mine ? null : [avatar(m.avatar_url), author]),
-      h("div", { class: "b", title: timeTitle(m.ts) }, mine ? text : linkify(text)),
+      h("div", { class: "b", dir: "auto", title: timeTitle(m.ts) }, mine ? text : linkify(text)),
     ]);
     el.dataset.who = m.from + ":" + author;
     return el;
@@ -427,6 +585,16 @@ textarea,input{font-size:16px}
   function groupWithPrevious(el) {
     const prev = el.previousElementSibling;
     el.classList.toggle("cont", !!(prev && el.dataset.who && prev.dataset.who === el.dataset.who));
+  }
+
+  // An agent edited or withdrew a line (in Slack or Teams): follow it by seq.
+  function onMessageChange(f) {
+    if (String(f.conversation_id) !== S.conv.id) return;
+    const el = Array.from(ui.log.children).find((c) => c.dataset.seq === String(f.seq));
+    if (!el) return;
+    if (f.type === "message_delete") return el.remove();
+    const body = el.querySelector(".b");
+    if (body) body.replaceChildren(...[].concat(linkify(String(f.text || ""))));
   }
 
   function addSystem(text) {
@@ -470,6 +638,7 @@ textarea,input{font-size:16px}
     remember(f.seq, f.id);
     if (f.from !== "visitor") hideAgentTyping();
     insertBySeq(messageEl(f), f.seq);
+    countUnread(f);
     afterChange();
   }
 
@@ -483,7 +652,7 @@ textarea,input{font-size:16px}
     const el = messageEl({ from: "visitor", text: p.text });
     el.classList.add("pend");
     el.dataset.cid = p.client_id;
-    el.title = "Sending…";
+    el.title = t("sending");
     insertBySeq(el, null);
   }
 
@@ -533,7 +702,7 @@ textarea,input{font-size:16px}
     if (!el) return;
     el.classList.replace("pend", "fail");
     delete el.dataset.cid;
-    el.firstChild.textContent = "Not delivered";
+    el.firstChild.textContent = t("failed");
   }
 
   // ---------------------------------------------------------------- typing
@@ -573,7 +742,7 @@ textarea,input{font-size:16px}
   function onTyping(f) {
     if (f.from === "visitor") return;
     if (!f.active) return hideAgentTyping();
-    ui.typing.textContent = (f.author || "Support") + " is typing…";
+    ui.typing.textContent = t("typing", f.author || t("support"));
     ui.typing.hidden = !isChat();
     // If the "stopped" frame is lost, do not show typing forever.
     clearTimeout(S.agentTypingTimer);
@@ -687,7 +856,7 @@ textarea,input{font-size:16px}
     if (f.state !== "closed" || S.conv.closed) return;
     if (f.conversation_id != null && S.conv.id != null && String(f.conversation_id) !== S.conv.id) return;
     S.conv.closed = true;
-    addSystem("This conversation was closed.");
+    addSystem(t("closed"));
   }
 
   // A rate-limited message is kept and tried again later; any other error
@@ -696,10 +865,21 @@ textarea,input{font-size:16px}
     const p = f.client_id && S.pending.find((x) => x.client_id === f.client_id);
     if (p && f.code === "rate_limited") setTimeout(() => S.pending.includes(p) && S.ready && sendPending(p), 10000);
     else if (p) markFailed(p.client_id);
-    addSystem(f.message || "Something went wrong.");
+    addSystem(f.message || t("wrong"));
+  }
+
+  // Settings changed in the dashboard (texts, colours, position): read the config again.
+  async function reloadConfig() {
+    let cfg = null;
+    try { cfg = await (await fetch(WIDGET_URL + "/config", { credentials: "omit" })).json(); } catch (e) { return; }
+    if (!cfg || !cfg.key) return;
+    S.cfg = cfg;
+    applyColors(cfg.colors);
+    applyStatus(cfg.status);
   }
 
   const HANDLERS = {
+    config: reloadConfig,
     welcome: onWelcome,
     status: (f) => applyStatus(f.status || f),
     message: onMessage,
@@ -708,6 +888,8 @@ textarea,input{font-size:16px}
     conversation: onConversation,
     error: onError,
     reconnect: onReconnect,
+    message_update: onMessageChange,
+    message_delete: onMessageChange,
   };
 
   // ---------------------------------------------------------------- offline form
@@ -738,9 +920,9 @@ textarea,input{font-size:16px}
     const data = formData();
     setNote("");
     setFieldErrors({});
-    if (!data.message) return setFieldErrors({ message: "Please write a message." });
+    if (!data.message) return setFieldErrors({ message: t("write") });
     ui.submit.disabled = true;
-    ui.submit.textContent = "Sending…";
+    ui.submit.textContent = t("sending");
     let res = null;
     let body = {};
     try {
@@ -750,21 +932,21 @@ textarea,input{font-size:16px}
       body = await res.json().catch(() => ({}));
     } catch (err) { /* network error: res stays null */ }
     ui.submit.disabled = false;
-    ui.submit.textContent = "Send message";
+    ui.submit.textContent = t("sendMsg");
     showFormResult(res, body || {});
   }
 
   function showFormResult(res, body) {
     const error = body.error || {};
-    if (!res) return setNote("We couldn't send your message. Check your connection and try again.", true);
+    if (!res) return setNote(t("net"), true);
     if (res.ok) {
       S.formSent = true;
       ui.form.reset();
-      setNote(body.message || THANKS);
+      setNote(t("thanks"));
       render();
       return ui.again.hidden ? null : ui.note.focus();
     }
-    setNote(error.message || "Something went wrong. Please try again.", true);
+    setNote(error.message || t("wrong"), true);
     if (res.status === 422) setFieldErrors(error.fields || {});
   }
 
@@ -794,12 +976,17 @@ textarea,input{font-size:16px}
     // Connect now, not on open, so status changes arrive while the panel is closed.
     connect();
     window.addEventListener("online", () => { if (!S.ws) { S.attempt = 0; connect(); } });
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden && S.isOpen && S.unread) { S.unread = 0; renderBadge(); }
+    });
+    // "Back Monday 09:00" must not go stale on a page left open: re-render each minute.
+    setInterval(() => { if (!ui.back.hidden) render(); }, 60000);
   }
 
   window.deskbell = {
     open: () => open(),
     close: () => close(true),
-    state: () => ({ mode: S.mode, connected: S.ready, conversation_id: conversationIdOut(), last_seq: S.conv.lastSeq }),
+    state: () => ({ mode: S.mode, connected: S.ready, conversation_id: conversationIdOut(), last_seq: S.conv.lastSeq, unread: S.unread, lang: LANG }),
   };
 
   loadConfig(0);

@@ -1,0 +1,1 @@
+"""The admin dashboard at ``/admin``: server-rendered pages, one module per page."""

@@ -1,0 +1,1 @@
+"""Email: team notifications, replies and transcripts to visitors, digests (SMTP via aiosmtplib)."""

@@ -1,0 +1,1 @@
+"""Pushover: pushes to agents through the Pushover messages API."""

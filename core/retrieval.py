@@ -1,0 +1,348 @@
+"""Knowledge-base retrieval: BM25 over word stems, widened by synonyms and typo matching.
+
+Pure functions over plain data, so the evaluation script and the tests run it
+without a database. Visitors paraphrase and misspell; a plain keyword index
+misses both, and an embedding model would need weights we cannot download. So
+each query word becomes a *slot* with weighted alternatives: the word's stem,
+stems of known synonyms (a small support-desk lexicon) and, for words the
+knowledge base does not contain, the closest known words by edit distance.
+
+The score ranks passages; the *confidence* decides whether to answer at all.
+Its main part is coverage: the share of the question's meaning (IDF-weighted
+slots) that the passage contains. A question about something the knowledge
+base never mentions leaves its important words uncovered and is abstained on
+instead of answered with a near miss. Coverage of the passage's title,
+character-trigram similarity and the lead over the best other entry refine
+it (a logistic blend fitted on the dev split of tests/kb_eval, see
+bench/kb_eval.py). Measured, not assumed: the retrieval-only assistant's
+figures are in that script's output.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import snowballstemmer
+
+from core.lexicon import PHRASES, STEM_EXCEPTIONS, STOPWORDS, SYNONYM_GROUPS, WEAK_WORDS
+
+__all__ = ["Analyzer", "Hit", "Index", "Passage", "edit_distance"]
+
+# BM25F-lite: a word in the title says more than the same word in the body.
+FIELD_WEIGHTS = {"title": 3.0, "heading": 1.5, "tags": 2.0, "text": 1.0}
+K1 = 1.2
+B = 0.75
+SYNONYM_WEIGHT = 0.7
+FUZZY_WEIGHT = {1: 0.9, 2: 0.7}
+# Confidence: a logistic model over (question coverage, title coverage,
+# trigram similarity, margin), fitted on the dev split of tests/kb_eval.
+CONFIDENCE_WEIGHTS = (3.3, 0.9, 1.0, 1.3)
+CONFIDENCE_BIAS = -2.7
+RANK_SIMILARITY_BONUS = 1.5  # in BM25 points, for a perfectly similar title
+WEAK_WEIGHT = 0.5  # "set", "change", "add": part of the question, not its topic
+
+_WORD = re.compile(r"[a-z0-9]+")
+_CONTRACTION = re.compile(r"(?<=[a-z])['’](?:s|re|ve|ll|d|m|t)\b")
+
+
+def _fold(text: str) -> str:
+    """Lowercase without accents, so "Café" and "cafe" are the same word."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+def edit_distance(a: str, b: str, limit: int = 2) -> int:
+    """Damerau-Levenshtein distance (adjacent swaps count once), capped at ``limit + 1``."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        cur = [i] + [0] * len(b)
+        best = cur[0]
+        for j, cb in enumerate(b, 1):
+            cost = 0 if ca == cb else 1
+            value = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                value = min(value, prev2[j - 2] + 1)
+            cur[j] = value
+            best = min(best, value)
+        if best > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return min(prev[-1], limit + 1)
+
+
+def _trigrams(words: Iterable[str]) -> Counter[str]:
+    grams: Counter[str] = Counter()
+    for word in words:
+        padded = f"#{word}#"
+        grams.update(padded[i : i + 3] for i in range(len(padded) - 2))
+    return grams
+
+
+class Analyzer:
+    """Turns text into index terms: folded words, phrases joined, stopwords out, stemmed."""
+
+    def __init__(self, language: str = "english") -> None:
+        self.language = language
+        self._stemmer = snowballstemmer.stemmer(language)
+        self._stems: dict[str, str] = {}
+        self._phrases = [(re.compile(rf"\b{re.escape(k)}\b"), v) for k, v in PHRASES.items()]
+
+    def words(self, text: str) -> list[str]:
+        """Content words, unstemmed (what typo matching compares)."""
+        folded = _CONTRACTION.sub("", _fold(text))
+        for pattern, joined in self._phrases:
+            folded = pattern.sub(joined, folded)
+        return [w for w in _WORD.findall(folded) if len(w) > 1 and w not in STOPWORDS]
+
+    def stem(self, word: str) -> str:
+        stem = self._stems.get(word)
+        if stem is None:
+            stem = STEM_EXCEPTIONS.get(word) if self.language == "english" else None
+            stem = self._stems[word] = stem or self._stemmer.stemWord(word)
+        return stem
+
+    def terms(self, text: str) -> list[str]:
+        return [self.stem(w) for w in self.words(text)]
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrievable piece of an entry: a short answer whole, a long one per section."""
+
+    key: str  # "{entry_id}:{n}"
+    entry_id: int
+    title: str
+    text: str
+    heading: str | None = None
+    tags: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        return f"{self.title} — {self.heading}" if self.heading else self.title
+
+
+@dataclass(frozen=True)
+class Hit:
+    passage: Passage
+    score: float  # ranks passages against each other
+    confidence: float  # 0..1: should we answer with this at all?
+    coverage: float
+    similarity: float
+    title_coverage: float = 0.0
+    margin: float = 0.0  # lead over the best passage of another entry, relative
+
+
+@dataclass
+class _Doc:
+    passage: Passage
+    tf: dict[str, float]
+    length: float
+    grams: Counter[str]
+    gram_norm: float
+    title_terms: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class _Slot:
+    """One query word and what may stand for it, with weights."""
+
+    word: str
+    alternatives: tuple[tuple[str, float], ...]
+    importance: float
+
+
+@dataclass
+class Index:
+    analyzer: Analyzer
+    docs: list[_Doc]
+    idf: dict[str, float]
+    avg_length: float
+    entries: int
+    vocabulary: dict[str, str]  # surface word -> stem, for typo matching
+    synonyms: dict[str, frozenset[str]]
+    gram_idf: dict[str, float] = field(default_factory=dict)
+    weak_stems: frozenset[str] = frozenset()
+
+    @classmethod
+    def build(cls, passages: Sequence[Passage], language: str = "english") -> "Index":
+        analyzer = Analyzer(language)
+        docs: list[_Doc] = []
+        entry_terms: dict[int, set[str]] = {}
+        vocabulary: dict[str, str] = {}
+        for p in passages:
+            tf: Counter[str] = Counter()
+            fields = {"title": p.title, "heading": p.heading or "", "tags": " ".join(p.tags), "text": p.text}
+            for name, value in fields.items():
+                for word in analyzer.words(value):
+                    stem = analyzer.stem(word)
+                    vocabulary.setdefault(word, stem)
+                    tf[stem] += FIELD_WEIGHTS[name]
+            entry_terms.setdefault(p.entry_id, set()).update(tf)
+            grams = _trigrams(analyzer.words(" ".join((p.title, p.heading or "", " ".join(p.tags)))))
+            title_terms = frozenset(analyzer.terms(f"{p.title} {p.heading or ''}"))
+            docs.append(_Doc(p, dict(tf), sum(tf.values()), grams, 0.0, title_terms))
+        entries = max(1, len(entry_terms))
+        df: Counter[str] = Counter()
+        for terms in entry_terms.values():
+            df.update(terms)
+        idf = {t: math.log(1 + (entries - n + 0.5) / (n + 0.5)) for t, n in df.items()}
+        gram_df: Counter[str] = Counter()
+        for doc in docs:
+            gram_df.update(doc.grams.keys())
+        gram_idf = {g: math.log(1 + len(docs) / n) for g, n in gram_df.items()}
+        for doc in docs:
+            doc.gram_norm = math.sqrt(sum((c * gram_idf[g]) ** 2 for g, c in doc.grams.items())) or 1.0
+        avg = sum(d.length for d in docs) / len(docs) if docs else 1.0
+        synonyms = _synonym_map(language)
+        for word in {w for group in SYNONYM_GROUPS for w in group}:
+            for part in analyzer.words(word):
+                vocabulary.setdefault(part, analyzer.stem(part))
+        weak = frozenset(analyzer.stem(w) for w in WEAK_WORDS)
+        return cls(analyzer, docs, idf, avg, entries, vocabulary, synonyms, gram_idf, weak)
+
+    # ------------------------------------------------------------------ query side
+    @property
+    def oov_importance(self) -> float:
+        """The weight of a word the knowledge base has never seen: as rare as can be."""
+        return math.log(1 + (self.entries + 0.5) / 0.5)
+
+    def _fuzzy(self, word: str) -> list[tuple[str, float]]:
+        if len(word) < 4 or not word.isalpha():
+            return []
+        limit = 1 if len(word) <= 5 else 2
+        best: dict[str, int] = {}
+        for known, stem in self.vocabulary.items():
+            if known[0] != word[0] and known[:2] != word[1::-1]:
+                continue  # typos rarely hit the first letter; this keeps the scan cheap
+            d = edit_distance(word, known, limit)
+            if d <= limit and (stem not in best or d < best[stem]):
+                best[stem] = d
+        if not best:
+            return []
+        closest = min(best.values())
+        return [(s, FUZZY_WEIGHT[closest]) for s, d in best.items() if d == closest and s in self.idf]
+
+    def slots(self, query: str) -> list[_Slot]:
+        out: list[_Slot] = []
+        seen: set[str] = set()
+        for word in self.analyzer.words(query):
+            stem = self.analyzer.stem(word)
+            if stem in seen:
+                continue
+            seen.add(stem)
+            if stem not in self.idf and stem not in self.synonyms and _misspelt_stopword(word):
+                continue  # "tel me about..." is "tell me about..."
+            base = [(stem, 1.0)] if stem in self.idf else self._fuzzy(word)
+            if not base and stem in self.synonyms:
+                base = [(stem, 1.0)]  # unknown here, but a synonym may be known
+            alts: dict[str, float] = {}
+            for s, w in base:
+                if s in self.idf:
+                    alts[s] = max(alts.get(s, 0.0), w)
+                for syn in self.synonyms.get(s, ()):
+                    if syn in self.idf and syn != s:
+                        alts[syn] = max(alts.get(syn, 0.0), w * SYNONYM_WEIGHT)
+            importance = max((self.idf[s] for s in alts), default=self.oov_importance)
+            if stem not in self.idf and not any(w >= FUZZY_WEIGHT[2] for w in alts.values()):
+                importance = max(importance, self.oov_importance * 0.8)
+            if word in WEAK_WORDS or stem in self.weak_stems:
+                importance *= WEAK_WEIGHT
+                alts = {s: w * WEAK_WEIGHT for s, w in alts.items()}
+            out.append(_Slot(word, tuple(alts.items()), importance))
+        return out
+
+    def _bm25(self, term: str, doc: _Doc) -> float:
+        tf = doc.tf.get(term)
+        if not tf:
+            return 0.0
+        norm = tf + K1 * (1 - B + B * doc.length / self.avg_length)
+        return self.idf[term] * tf * (K1 + 1) / norm
+
+    def _similarity(self, query_grams: Counter[str], query_norm: float, doc: _Doc) -> float:
+        if not query_norm:
+            return 0.0
+        dot = sum(c * self.gram_idf.get(g, 0.0) * doc.grams.get(g, 0) * self.gram_idf.get(g, 0.0) for g, c in query_grams.items())
+        return dot / (query_norm * doc.gram_norm)
+
+    def _title_coverage(self, slots: list[_Slot], doc: _Doc) -> float:
+        """How much of the passage's title the question asks about (IDF-weighted)."""
+        if not doc.title_terms:
+            return 0.0
+        total = sum(self.idf.get(t, 0.0) for t in doc.title_terms)
+        matched = 0.0
+        for term in doc.title_terms:
+            weight = max((w for slot in slots for s, w in slot.alternatives if s == term), default=0.0)
+            matched += self.idf.get(term, 0.0) * weight
+        return matched / total if total else 0.0
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        """The best ``k`` passages, best first, with their confidence."""
+        slots = self.slots(query)
+        if not slots or not self.docs:
+            return []
+        total = sum(s.importance for s in slots)
+        query_grams = _trigrams(s.word for s in slots)
+        query_norm = math.sqrt(sum((c * self.gram_idf.get(g, 0.0)) ** 2 for g, c in query_grams.items()))
+        found: list[tuple[float, float, float, _Doc]] = []
+        for doc in self.docs:
+            score = 0.0
+            covered = 0.0
+            for slot in slots:
+                best_score = 0.0
+                best_weight = 0.0
+                for term, weight in slot.alternatives:
+                    if term in doc.tf:
+                        best_score = max(best_score, weight * self._bm25(term, doc))
+                        best_weight = max(best_weight, weight)
+                score += best_score
+                covered += slot.importance * best_weight
+            if score <= 0:
+                continue
+            similarity = self._similarity(query_grams, query_norm, doc)
+            found.append((score + RANK_SIMILARITY_BONUS * similarity, covered / total, similarity, doc))
+        found.sort(key=lambda f: (-f[0], f[3].passage.key))
+        hits: list[Hit] = []
+        for score, coverage, similarity, doc in found[:k]:
+            # Ambiguity is measured against the best passage of *another* entry:
+            # two sections of one page scoring alike is no doubt about the answer.
+            rival = next((f[0] for f in found if f[3].passage.entry_id != doc.passage.entry_id), 0.0)
+            margin = max(0.0, (score - rival) / score)
+            title_coverage = self._title_coverage(slots, doc)
+            confidence = confidence_of(coverage, title_coverage, similarity, margin)
+            hits.append(Hit(doc.passage, score, confidence, coverage, similarity, title_coverage, margin))
+        return hits
+
+
+def confidence_of(coverage: float, title_coverage: float, similarity: float, margin: float) -> float:
+    """How likely answering with this passage is right, 0..1 (logistic, fitted on the dev split)."""
+    z = CONFIDENCE_BIAS + sum(
+        w * x for w, x in zip(CONFIDENCE_WEIGHTS, (coverage, title_coverage, similarity, margin))
+    )
+    return 1 / (1 + math.exp(-z))
+
+
+def _misspelt_stopword(word: str) -> bool:
+    return len(word) >= 3 and any(
+        abs(len(word) - len(stop)) <= 1 and len(stop) >= 3 and edit_distance(word, stop, 1) <= 1 for stop in STOPWORDS
+    )
+
+
+@lru_cache(maxsize=8)
+def _synonym_map(language: str) -> dict[str, frozenset[str]]:
+    """Stem -> stems of its synonyms (single words; phrases are joined first)."""
+    analyzer = Analyzer(language)
+    out: dict[str, set[str]] = {}
+    for group in SYNONYM_GROUPS:
+        stems = {analyzer.stem(w) for word in group for w in analyzer.words(word)}
+        for s in stems:
+            out.setdefault(s, set()).update(stems - {s})
+    return {k: frozenset(v) for k, v in out.items()}
