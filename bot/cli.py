@@ -18,6 +18,7 @@ from core.errors import DomainError
 
 from bot import admin, admin_deliveries, admin_kb
 from bot.serve import ServeOptions, serve
+from bot.doctor import report, run_doctor
 from bot.logs import configure_logging
 from bot.settings import ConfigError, Settings
 
@@ -43,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=_port, help="port (default: PORT, else DESKBELL_PORT, else 8080)")
     verbs.add_parser("worker", help="run scheduled jobs (one per deployment)")
     verbs.add_parser("migrate", help="create or upgrade the database schema")
+    _json_flag(verbs.add_parser("doctor", help="check the deployment end to end and say what to fix"))
 
     widget = verbs.add_parser("widget", help="manage widgets").add_subparsers(dest="action", required=True)
     p = widget.add_parser("create", help="create a widget and print its embed snippet")
@@ -126,6 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             admin.migrate(settings)
             print("database is up to date")
             return 0
+        if args.verb == "doctor":
+            text_out, data, code = report(asyncio.run(run_doctor(settings)))
+            print(json.dumps(data, indent=2) if args.json else text_out)
+            return code
         handlers = {**admin.HANDLERS, **admin_deliveries.HANDLERS, **admin_kb.HANDLERS}
         handler: Callable[[Settings, argparse.Namespace], Awaitable[Any]] = handlers[(args.verb, args.action)]
         result = asyncio.run(handler(settings, args))

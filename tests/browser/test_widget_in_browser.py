@@ -254,3 +254,12 @@ def test_the_assistant_answers_a_knowledge_base_question(deskbell_service, host_
     expect(answer).to_contain_text("within 30 days", timeout=15_000)
     expect(page.locator("deskbell-widget .m.a .who").last).to_contain_text("Assistant")
     shot(page, "widget-ai", docs=True, clip=WIDGET_AREA)
+    # A question the knowledge base cannot answer: the assistant says so and offers the form, prefilled.
+    box.fill("Do you sell bicycles to Mars colonies?")
+    box.press("Enter")
+    offer = page.locator("deskbell-widget .m.a .acts button").last
+    expect(offer).to_be_visible(timeout=15_000)
+    offer.click()
+    message = page.locator("deskbell-widget").get_by_label("Message", exact=True)
+    expect(message).to_be_visible()
+    expect(message).to_have_value(re.compile("bicycles"))

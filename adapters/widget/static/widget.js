@@ -285,7 +285,9 @@ textarea,input{display:block;width:100%;border:1px solid #d1d5db;border-radius:8
 textarea{resize:none}
 .compose textarea{flex:1;max-height:120px}
 textarea:focus-visible,input:focus-visible{outline-offset:0;border-color:var(--db-ring)}
-.send,.submit{border:0;border-radius:8px;padding:8px 14px;background:var(--db-p);color:var(--db-t);font-weight:600}
+.acts{display:flex;flex-wrap:wrap;gap:6px;margin-top:6px}
+.act{display:inline-block;text-decoration:none}
+.send,.submit,.act{border:0;border-radius:8px;padding:8px 14px;background:var(--db-p);color:var(--db-t);font-weight:600}
 .send:disabled,.submit:disabled{opacity:.5;cursor:default}
 .off p{margin:0 0 4px}
 .f label{display:block;margin:12px 0 4px;font-size:12px;font-weight:600;color:#374151}
@@ -405,7 +407,8 @@ textarea,input{font-size:16px}
     renderBadge();
     ui.wrap.classList.toggle("left", S.cfg.position === "left");
     // In form mode an ongoing conversation stays visible above the form.
-    ui.off.hidden = chat;
+    ui.off.hidden = chat && !S.showForm;
+    ui.offMsg.hidden = chat; // the assistant speaks in chat mode: no "we're away" notice beside it
     ui.compose.hidden = !chat;
     ui.offMsg.textContent = t.offline_message;
     ui.form.hidden = !S.cfg.offline_form || S.formSent;
@@ -566,9 +569,31 @@ textarea,input{font-size:16px}
     const el = h("div", { class: "m " + (mine ? "v" : "a") }, [
       h("div", { class: "who" }, mine ? null : [avatar(m.avatar_url), author]),
       h("div", { class: "b", dir: "auto", title: timeTitle(m.ts) }, mine ? text : linkify(text)),
+      m.from === "bot" ? actionsEl(m.actions) : null,
     ]);
     el.dataset.who = m.from + ":" + author;
     return el;
+  }
+
+  // The assistant's offers: a link button, or the offline form prefilled with what it learned.
+  function actionsEl(actions) {
+    const out = [];
+    for (const a of [].concat(actions || [])) {
+      if (a && a.type === "link" && /^https?:\/\//i.test(String(a.url))) {
+        out.push(h("a", { class: "act", href: a.url, target: "_blank", rel: "noopener noreferrer", text: a.label || a.url }));
+      } else if (a && a.type === "offline_form" && S.cfg.offline_form) {
+        out.push(h("button", { class: "act", type: "button", text: texts().offline_tab_text, onclick: () => showForm(a.prefill) }));
+      }
+    }
+    return out.length ? h("div", { class: "acts" }, out) : null;
+  }
+
+  function showForm(prefill) {
+    S.showForm = true;
+    S.formSent = false;
+    for (const k in prefill || {}) if (ui.fields[k] && prefill[k]) ui.fields[k].control.value = String(prefill[k]);
+    render();
+    ui.off.scrollIntoView({ block: "nearest" });
   }
 
   // Keeps the log in seq order; messages without seq (pending ones) stay last.
