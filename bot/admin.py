@@ -261,7 +261,35 @@ async def widget_bind_slack(settings: Settings, args: argparse.Namespace) -> Out
     return Output(f"widget {widget.key} ({widget.name}) now relays chats to {name} in workspace {binding.workspace_id}{joined}", binding_to_json(binding))
 
 
+async def widget_bind_teams(settings: Settings, args: argparse.Namespace) -> Output:
+    """Bind a Teams channel from the command line. ``@deskbell setup`` in the channel does the
+    same with the ids Teams sends; this is for scripted set-ups that know them already."""
+    from urllib.parse import urlsplit
+
+    from core.bindings import bind_channel, binding_to_json
+
+    parts = urlsplit(args.service_url)
+    if parts.scheme != "https" or not parts.netloc:
+        raise ValidationFailed.of({"--service-url": "must be an https URL like https://smba.trafficmanager.net/emea/"})
+    if not args.channel.startswith("19:"):
+        raise ValidationFailed.of({"channel": "Teams channel ids look like 19:...@thread.tacv2"})
+    async with _session(settings, write=True) as session:
+        widget = await find_widget(session, args.widget)
+        binding = await bind_channel(
+            session,
+            widget.id,
+            "teams",
+            workspace_id=args.tenant,
+            channel_id=args.channel,
+            config={"service_url": args.service_url, "tenant_id": args.tenant, "team_id": args.team},
+        )
+    return Output(
+        f"widget {widget.key} ({widget.name}) now relays chats to Teams channel {args.channel}", binding_to_json(binding)
+    )
+
+
 HANDLERS: dict[tuple[str, str], Callable[[Settings, argparse.Namespace], Awaitable[Output]]] = {
+    ("widget", "bind-teams"): widget_bind_teams,
     ("manifest", "slack"): manifest_slack,
     ("manifest", "teams"): manifest_teams,
     ("widget", "bind-slack"): widget_bind_slack,

@@ -58,6 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", help="Slack workspace id (T...); found with the bot token when left out")
     _json_flag(p)
 
+    p = widget.add_parser(
+        "bind-teams", help="relay a widget's chats into a Teams channel (like @deskbell setup in the channel)"
+    )
+    p.add_argument("widget", help="widget key or id")
+    p.add_argument("channel", help="Teams channel id (19:...@thread.tacv2; from the channel's link)")
+    p.add_argument("--service-url", required=True, help="the team's Bot Framework service URL, e.g. https://smba.trafficmanager.net/emea/")
+    p.add_argument("--tenant", required=True, help="Microsoft Entra tenant id of the team")
+    p.add_argument("--team", help="team id (19:...), shown in /readyz and the dashboard")
+    _json_flag(p)
+
     manifest = verbs.add_parser("manifest", help="print app manifests").add_subparsers(dest="action", required=True)
     p = manifest.add_parser("slack", help="the Slack app manifest with DESKBELL_PUBLIC_URL filled in")
     p.add_argument("--socket-mode", action="store_true", help="the variant for Socket Mode (no public URL needed)")

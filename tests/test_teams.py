@@ -417,3 +417,25 @@ async def test_messages_from_bots_and_unlinked_posts_are_ignored(client, fake, w
     bot_post["from"] = {"id": "28:another-bot", "name": "Other bot", "role": "bot"}
     await post(client, bot_post)
     assert fake.calls == [] and await count(services, Agent) == 0
+
+
+async def test_a_channel_can_be_bound_from_the_command_line_and_relays_like_setup(empty_db_url, tmp_path):
+    import asyncio
+    import json
+
+    from tests.test_cli import deskbell
+
+    assert (await asyncio.to_thread(deskbell, empty_db_url, "migrate")).returncode == 0
+    widget = json.loads((await asyncio.to_thread(deskbell, empty_db_url, "widget", "create", "Shop", "--json")).stdout)
+    bad = await asyncio.to_thread(
+        deskbell, empty_db_url, "widget", "bind-teams", widget["key"], "19:abc@thread.tacv2",
+        "--service-url", "http://insecure.example/", "--tenant", "t1",
+    )
+    assert bad.returncode == 1 and "--service-url" in bad.stderr
+    good = await asyncio.to_thread(
+        deskbell, empty_db_url, "widget", "bind-teams", widget["key"], "19:abc@thread.tacv2",
+        "--service-url", "https://smba.trafficmanager.net/emea/", "--tenant", "t1", "--json",
+    )
+    assert good.returncode == 0, good.stderr
+    binding = json.loads(good.stdout)
+    assert (binding["platform"], binding["channel_id"], binding["workspace_id"]) == ("teams", "19:abc@thread.tacv2", "t1")
