@@ -89,7 +89,13 @@ async def send_digest(
             enqueue(
                 session,
                 channel_kind(binding.platform),
-                {"binding_id": binding.id, "digest_id": digest.id, "widget_id": widget.id, "digest": content},
+                {
+                    "binding_id": binding.id,
+                    "digest_id": digest.id,
+                    "widget_id": widget.id,
+                    "digest": content,
+                    "channel_id": values.get("digest_channel_id"),  # managers' channel, else the binding's
+                },
                 ref=("digest", digest.id),
             )
     if values["digest_email"]:

@@ -418,6 +418,8 @@ class WidgetNotifySettings(Base):
     digest_days: Mapped[list[Any]] = mapped_column(JSON, default=list)
     digest_timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
     digest_channel: Mapped[bool] = mapped_column(Boolean, default=True)
+    # A managers' channel for digests on the bound platform; null posts them in the chats channel.
+    digest_channel_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
     digest_email: Mapped[bool] = mapped_column(Boolean, default=False)
     transcript_email: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -24,6 +24,7 @@ DEFAULTS: dict[str, Any] = {
     "digest_days": list(DAYS),
     "digest_timezone": None,  # null: the widget's schedule zone, else UTC
     "digest_channel": True,
+    "digest_channel_id": None,  # a managers' channel; null: the widget's bound channel
     "digest_email": False,
     "transcript_email": False,
 }
@@ -56,6 +57,15 @@ def _zone(value: Any) -> str | None:
         raise v.FieldError(str(exc)) from None
 
 
+def _channel_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    cleaned = v.text(value, max_len=200)
+    if cleaned is None or any(ch.isspace() for ch in cleaned):
+        raise v.FieldError("must be a channel id (Slack C..., Teams 19:...@thread.tacv2) or null")
+    return cleaned
+
+
 def clean(data: Any) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValidationFailed("body must be a JSON object")
@@ -66,6 +76,7 @@ def clean(data: Any) -> dict[str, Any]:
         "digest_days": _days,
         "digest_timezone": _zone,
         "digest_channel": v.boolean,
+        "digest_channel_id": _channel_id,
         "digest_email": v.boolean,
         "transcript_email": v.boolean,
     }

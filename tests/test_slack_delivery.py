@@ -226,3 +226,22 @@ async def test_manager_digests_and_away_alerts_are_posted_into_the_bound_channel
         return [p.get("text", "") for p in rig.fake.posts(CHANNEL)]
 
     await eventually(lambda: any("rita@example.com" in t for t in texts()) and any("All agents went offline" in t for t in texts()), timeout=8)
+
+
+async def test_digests_can_go_to_a_managers_channel_instead_of_the_chats_channel(rig: SlackRig):
+    from core.digest_runs import send_digest
+    from core.models import Widget
+    from core.notify_settings import update_settings, values_of
+    from core.offline import store_offline_message
+
+    rig.fake.add_channel("C0MANAGERS", "managers", member=True)
+    widget = await _widget(rig)
+    await rig.bind(widget.id, CHANNEL)
+    async with rig.services.db.write() as session:
+        row = await session.get(Widget, widget.id)
+        values = await update_settings(session, row, {"digest_channel_id": "C0MANAGERS"})
+        await store_offline_message(session, row, {"name": "Rita", "email": "rita@example.com", "message": "Call me back"})
+        assert await send_digest(session, row, values, utcnow() + timedelta(seconds=1)) is not None
+    rig.dispatcher.wake()
+    await eventually(lambda: any("rita@example.com" in p.get("text", "") for p in rig.fake.posts("C0MANAGERS")), timeout=8)
+    assert not any("rita@example.com" in p.get("text", "") for p in rig.fake.posts(CHANNEL) if "Digest" in p.get("text", ""))

@@ -96,6 +96,13 @@ _NOTIFY_FIELDS: dict[str, Schema] = {
         {"type": "string", "description": "IANA zone; null uses the widget's schedule zone, else UTC."}
     ),
     "digest_channel": {"type": "boolean", "description": "Post digests to the widget's bound channels."},
+    "digest_channel_id": nullable(
+        {
+            "type": "string",
+            "maxLength": 200,
+            "description": "A managers' channel on the bound platform for digests (the bot must be in it); null posts in the chats channel.",
+        }
+    ),
     "digest_email": {"type": "boolean", "description": "Email digests to the widget's notify_emails."},
     "transcript_email": {"type": "boolean", "description": "Email the visitor the chat when it closes."},
 }

@@ -143,7 +143,8 @@ class SlackRelay:
     async def _digest(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         """The manager digest, as plain text: counts, unhandled first, links."""
         client = await self.clients.for_team(binding.workspace_id, outbox=True)
-        ts = await self._post(client, binding.channel_id, text=digest_text(payload["digest"], self.public_url))
+        channel = payload.get("channel_id") or binding.channel_id  # a managers' channel when one is set
+        ts = await self._post(client, channel, text=digest_text(payload["digest"], self.public_url))
         return Outcome(True, status_code=200, result={"ts": ts})
 
     async def _agents_away(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:

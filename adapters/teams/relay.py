@@ -179,15 +179,20 @@ class TeamsRelay:
     async def _digest(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         """The manager digest as a new post in the channel (plain text, links included)."""
         text = digest_text(payload["digest"], self.public_url)
-        return await self._new_post(binding, {"type": "message", "text": text, "textFormat": "plain"})
+        activity = {"type": "message", "text": text, "textFormat": "plain"}
+        return await self._new_post(binding, activity, channel_id=payload.get("channel_id"))
 
     async def _agents_away(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         return await self._new_post(binding, {"type": "message", "text": f"⚠ {payload['text']}", "textFormat": "plain"})
 
-    async def _new_post(self, binding: ChannelBinding, activity: dict[str, Any]) -> Outcome:
-        await self.pacer.wait(binding.channel_id)
+    async def _new_post(
+        self, binding: ChannelBinding, activity: dict[str, Any], channel_id: str | None = None
+    ) -> Outcome:
+        """A new post in the bound channel, or in another channel of the same team (managers')."""
+        channel = channel_id or binding.channel_id
+        await self.pacer.wait(channel)
         chain, root = await self.connector.create_chain(
-            channel_id=binding.channel_id, tenant_id=binding.config.get("tenant_id"), activity=activity, **_where(binding)
+            channel_id=channel, tenant_id=binding.config.get("tenant_id"), activity=activity, **_where(binding)
         )
         return Outcome(True, status_code=201, result={"conversation_id": chain, "activity_id": root})
 

@@ -331,6 +331,7 @@ def upgrade() -> None:
     sa.Column('digest_days', sa.JSON(), nullable=False),
     sa.Column('digest_timezone', sa.String(length=64), nullable=True),
     sa.Column('digest_channel', sa.Boolean(), nullable=False),
+    sa.Column('digest_channel_id', sa.String(length=200), nullable=True),
     sa.Column('digest_email', sa.Boolean(), nullable=False),
     sa.Column('transcript_email', sa.Boolean(), nullable=False),
     sa.Column('updated_at', core.models.UTCDateTime(timezone=True), nullable=False),
