@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from core.db import Database
+from core.leader import LeaderElection
 
 from bot import admin
 from bot.app import build_app
@@ -101,8 +102,12 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
         if options.mode in {"run", "worker"}:
             dispatcher = build_dispatcher(svc, settings, slack=slack, teams=teams)
             tasks.append(asyncio.create_task(run_worker(svc.db, dispatcher, stop), name="worker"))
-            for job in worker_jobs(slack=slack, teams=teams):  # e.g. Slack presence polling
-                tasks.append(asyncio.create_task(job(stop), name=getattr(job, "__qualname__", "job")))
+            # Presence polling must run once per deployment: only the worker holding the lease runs it,
+            # and a standby takes over within ~25 s when that worker dies.
+            leader_jobs = worker_jobs(slack=slack, teams=teams)
+            if leader_jobs:
+                election = LeaderElection(svc.db, "worker-jobs")
+                tasks.append(asyncio.create_task(election.run(leader_jobs, stop), name="leader-jobs"))
             if options.mode == "worker":
                 print("deskbell worker running; Ctrl+C to stop", flush=True)
         await stop.wait()

@@ -541,3 +541,13 @@ class AssistantUsage(Base):
     day: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD, UTC
     tokens: Mapped[int] = mapped_column(Integer, default=0)
     replies: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Lease(Base):
+    """Who holds a named leadership (e.g. the worker's scheduled jobs) and until when."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime]

@@ -54,6 +54,12 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_api_keys')),
     sa.UniqueConstraint('key_hash', name=op.f('uq_api_keys_key_hash'))
     )
+    op.create_table('leases',
+    sa.Column('name', sa.String(length=100), nullable=False),
+    sa.Column('holder', sa.String(length=100), nullable=False),
+    sa.Column('expires_at', core.models.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('name', name=op.f('pk_leases'))
+    )
     op.create_table('oauth_states',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('state', sa.String(length=200), nullable=False),
@@ -484,6 +490,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_oauth_states_expires_at'))
 
     op.drop_table('oauth_states')
+    op.drop_table('leases')
     op.drop_table('api_keys')
     op.drop_table('agents')
     op.drop_table('admin_users')
