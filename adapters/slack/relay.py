@@ -9,87 +9,43 @@ means a retry may post a line twice, never that a line is lost.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
-from core.bindings import get_binding, link_thread, mark_broken, thread_for
+from core.bindings import link_thread, thread_for
 from core.db import Database
 from core.digests import digest_text
-from core.errors import NotFound
-from core.models import Agent, ChannelBinding, Conversation, Message, MessageLink, OfflineMessage, OutboxItem, Widget
+from core.models import ChannelBinding, Conversation, Message, MessageLink, OfflineMessage, OutboxItem, Widget
 from core.outbox import Outcome
 
 from adapters.slack import blocks
 from adapters.slack.clients import SlackClients
-from adapters.slack.errors import classify
+from adapters.channel_relay import ChannelRelay, agent_name, get_row
+from adapters.slack.errors import Failure, classify
 from adapters.slack.pacing import ChannelPacer
 
-log = logging.getLogger(__name__)
 
 
-class SlackRelay:
+class SlackRelay(ChannelRelay):
+    platform, label = "slack", "Slack"
+
     def __init__(self, db: Database, clients: SlackClients, pacer: ChannelPacer, public_url: str = "") -> None:
-        self.db = db
+        super().__init__(db, public_url)
         self.clients = clients
         self.pacer = pacer
-        self.public_url = public_url  # for links in digests
 
-    def handlers(self) -> dict[str, Callable[[OutboxItem], Awaitable[Outcome]]]:
-        return {
-            "slack.relay": self.relay,
-            "slack.root_update": self.root_update,
-            "slack.offline_post": self.offline_post,
-            "slack.digest": self.digest,
-            "slack.agents_away": self.agents_away,
-        }
-
-    # -- the handlers -----------------------------------------------------
-    async def relay(self, item: OutboxItem) -> Outcome:
-        return await self._guarded(item, self._relay)
-
-    async def root_update(self, item: OutboxItem) -> Outcome:
-        return await self._guarded(item, self._root_update)
-
-    async def offline_post(self, item: OutboxItem) -> Outcome:
-        return await self._guarded(item, self._offline_post)
-
-    async def digest(self, item: OutboxItem) -> Outcome:
-        return await self._guarded(item, self._digest)
-
-    async def agents_away(self, item: OutboxItem) -> Outcome:
-        return await self._guarded(item, self._agents_away)
-
-    async def _guarded(self, item: OutboxItem, work: Callable[[dict[str, Any], ChannelBinding], Awaitable[Outcome]]) -> Outcome:
-        """Run one delivery; turn Slack's refusals into outcomes and broken bindings."""
-        async with self.db.read() as session:
-            try:
-                binding = await get_binding(session, int(item.payload["binding_id"]))
-            except NotFound:
-                return Outcome(False, detail="the channel binding was removed", permanent=True)
-        try:
-            outcome = await work(item.payload, binding)
-        except NotFound as exc:
-            return Outcome(False, detail=str(exc), permanent=True)
-        except Exception as exc:
-            failure = classify(exc)  # re-raises what is not a Slack or network error
-            if failure.broken:
-                await self._set_broken(binding.id, failure.broken)
-            return failure.outcome
-        if binding.status != "ok":
-            await self._set_ok(binding.id)
-        return outcome
+    def classify(self, exc: BaseException, item: OutboxItem) -> Failure:
+        return classify(exc)  # re-raises what is not a Slack or network error
 
     async def _relay(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         async with self.db.read() as session:
-            conv = await _get(session, Conversation, payload["conversation_id"])
-            message = await _get(session, Message, payload["message_id"])
-            widget = await _get(session, Widget, conv.widget_id)
+            conv = await get_row(session, Conversation, payload["conversation_id"])
+            message = await get_row(session, Message, payload["message_id"])
+            widget = await get_row(session, Widget, conv.widget_id)
             thread = await thread_for(session, conv.id, binding.id)
-            claimed_by = await _agent_name(session, conv.claimed_by)
+            claimed_by = await agent_name(session, conv.claimed_by)
         client = await self.clients.for_team(binding.workspace_id, outbox=True)
         if thread is None:
             opens = message.sender == "visitor"
@@ -113,12 +69,12 @@ class SlackRelay:
 
     async def _root_update(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         async with self.db.read() as session:
-            conv = await _get(session, Conversation, payload["conversation_id"])
+            conv = await get_row(session, Conversation, payload["conversation_id"])
             thread = await thread_for(session, conv.id, binding.id)
             if thread is None or not thread.root_ref:
                 return Outcome(True, detail="no thread yet: the root will show the current state when posted")
-            widget = await _get(session, Widget, conv.widget_id)
-            claimed_by = await _agent_name(session, conv.claimed_by)
+            widget = await get_row(session, Widget, conv.widget_id)
+            claimed_by = await agent_name(session, conv.claimed_by)
             first = (
                 await session.execute(
                     select(Message)
@@ -133,8 +89,8 @@ class SlackRelay:
 
     async def _offline_post(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         async with self.db.read() as session:
-            row = await _get(session, OfflineMessage, payload["offline_message_id"])
-            widget = await _get(session, Widget, row.widget_id)
+            row = await get_row(session, OfflineMessage, payload["offline_message_id"])
+            widget = await get_row(session, Widget, row.widget_id)
         client = await self.clients.for_team(binding.workspace_id, outbox=True)
         text, post_blocks = blocks.offline_post(row, widget.name)
         ts = await self._post(client, binding.channel_id, text=text, blocks=post_blocks)
@@ -158,35 +114,3 @@ class SlackRelay:
         await self.pacer.wait(channel)
         response = await client.chat_postMessage(channel=channel, unfurl_links=False, unfurl_media=False, **kwargs)
         return str(response["ts"])
-
-    async def _set_broken(self, binding_id: int, detail: str) -> None:
-        async with self.db.write() as session:
-            binding = await session.get(ChannelBinding, binding_id)
-            if binding is not None:
-                mark_broken(binding, detail)
-                log.error(
-                    "Slack channel %s (binding %s, widget %s) is broken: %s",
-                    binding.channel_name or binding.channel_id, binding.id, binding.widget_id, detail,
-                )
-
-    async def _set_ok(self, binding_id: int) -> None:
-        """Posting works again (the bot was invited back): clear the broken mark."""
-        async with self.db.write() as session:
-            binding = await session.get(ChannelBinding, binding_id)
-            if binding is not None and binding.status != "ok":
-                binding.status, binding.status_detail = "ok", None
-                log.info("Slack channel %s (binding %s) works again", binding.channel_id, binding.id)
-
-
-async def _get(session: Any, model: type, ident: Any) -> Any:
-    row = await session.get(model, int(ident))
-    if row is None:
-        raise NotFound(f"{model.__tablename__} {ident} no longer exists")
-    return row
-
-
-async def _agent_name(session: Any, agent_id: int | None) -> str | None:
-    if agent_id is None:
-        return None
-    agent = await session.get(Agent, agent_id)
-    return agent.name if agent else None

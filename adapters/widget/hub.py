@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,9 +21,13 @@ from aiohttp import web
 from core import events as ev
 from core.availability import WidgetStatus
 from core.conversations import conversation_last_seq, message_frame, messages_after
+from core.models import Widget
 from core.services import Services
+from core.widgets import get_widget_by_key
 
 log = logging.getLogger(__name__)
+# Widgets by key are kept this long; WIDGET_CHANGED on the bus drops them at once.
+WIDGET_TTL_S = 5.0
 
 
 @dataclass(eq=False)
@@ -53,6 +58,7 @@ class WidgetHub:
         self._by_widget: dict[int, set[VisitorSocket]] = defaultdict(set)
         self._by_visitor: dict[tuple[int, str], set[VisitorSocket]] = defaultdict(set)
         self._per_ip: dict[str, int] = defaultdict(int)
+        self._widgets: dict[str, tuple[float, Widget]] = {}  # key -> (fresh until, widget)
         bus = services.bus
         bus.subscribe(ev.MESSAGE_CREATED, self._on_message)
         bus.subscribe(ev.CONVERSATION_UPDATED, self._on_conversation)
@@ -64,6 +70,23 @@ class WidgetHub:
         services.watcher.add_listener(self.push_status)
 
     # -- registry ---------------------------------------------------------
+    async def widget(self, key: str) -> Widget:
+        """The widget with this public key (NotFound if none), cached for WIDGET_TTL_S.
+
+        Every socket opening needs it: 10,000 widgets reconnecting after a
+        restart would otherwise read the same row 10,000 times. A change
+        published on the bus (from any process) drops the cache at once; the
+        TTL bounds staleness for changes made without the bus.
+        """
+        now = time.monotonic()
+        hit = self._widgets.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        async with self.services.db.read() as session:
+            widget = await get_widget_by_key(session, key)  # unknown keys are not cached
+        self._widgets[key] = (now + WIDGET_TTL_S, widget)
+        return widget
+
     def connections_from(self, ip: str) -> int:
         return self._per_ip.get(ip, 0)
 
@@ -163,11 +186,13 @@ class WidgetHub:
 
     async def _on_widget_changed(self, _name: str, data: dict[str, Any]) -> None:
         """Texts, colours or position changed: open widgets re-read their config."""
+        self._widgets.clear()
         for sock in list(self._by_widget.get(data.get("widget_id", -1), ())):
             await sock.send_text('{"type":"config"}')
 
     async def _on_resync(self, _name: str, _data: dict[str, Any]) -> None:
         """Events may have been missed (the bus reconnected): catch every socket up from the database."""
+        self._widgets.clear()  # widget changes may have been missed too
         for sock in self.all_sockets():
             async with sock.lock:
                 if sock.conversation_id is None:
@@ -179,7 +204,15 @@ class WidgetHub:
                     sock.last_seq = last
 
     async def close_all(self) -> None:
-        """Ask every widget to reconnect (to another process) and close."""
-        for sock in self.all_sockets():
-            await sock.send({"type": "reconnect"})
-            await sock.ws.close(code=1012, message=b"server restarting")
+        """Ask every widget to reconnect (to another process) and close.
+
+        All sockets at once: each close waits for the browser's close frame,
+        and 10,000 of those one after another took ~8 s (the whole shutdown
+        timeout) while the widgets already told kept backing off further.
+        """
+        await asyncio.gather(*(self._close(sock) for sock in self.all_sockets()), return_exceptions=True)
+
+    @staticmethod
+    async def _close(sock: VisitorSocket) -> None:
+        await sock.send({"type": "reconnect"})
+        await sock.ws.close(code=1012, message=b"server restarting")

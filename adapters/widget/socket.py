@@ -27,7 +27,6 @@ from core.conversations import (
 )
 from core.errors import DomainError, NotFound
 from core.models import Widget
-from core.widgets import get_widget_by_key
 
 log = logging.getLogger(__name__)
 
@@ -128,16 +127,19 @@ class VisitorSession:
         if visitor_id is None:
             # No stored record: a visitor who never writes leaves nothing behind.
             visitor_id, token = self.svc.visitor_tokens.issue()
-        async with self.svc.db.read() as session:
-            conv = await current_conversation(session, self.widget.id, visitor_id)
-        resume_after = hello.get("resume_after")
-        if not isinstance(resume_after, int) or isinstance(resume_after, bool) or resume_after < 0:
-            resume_after = 0
-        if conv is None or hello.get("conversation_id") != conv.id:
-            resume_after = 0
         self.sock = VisitorSocket(self.ws, self.widget.id, visitor_id, self.ip)
         async with self.sock.lock:  # events arriving during the replay wait here
             self.hub.add(self.sock)
+            # Read after joining the hub: a message committed later arrives as an event (it
+            # waits for the lock, then goes out in seq order); one committed earlier is
+            # counted in conv.last_seq, so the replay below finds it.
+            async with self.svc.db.read() as session:
+                conv = await current_conversation(session, self.widget.id, visitor_id)
+            resume_after = hello.get("resume_after")
+            if not isinstance(resume_after, int) or isinstance(resume_after, bool) or resume_after < 0:
+                resume_after = 0
+            if conv is None or hello.get("conversation_id") != conv.id:
+                resume_after = 0
             status = await self.svc.watcher.status_of(self.widget)
             await self.sock.send(
                 {
@@ -151,7 +153,8 @@ class VisitorSession:
             if conv is not None:
                 self.sock.conversation_id = conv.id
                 self.sock.last_seq = resume_after
-                await self._replay(conv.id)
+                if conv.last_seq > resume_after:  # up to date (a reconnect, usually): no queries
+                    await self._replay(conv.id)
 
     async def _replay(self, conversation_id: int) -> None:
         assert self.sock is not None
@@ -226,14 +229,13 @@ class VisitorSession:
 
 async def widget_socket(request: web.Request) -> web.StreamResponse:
     svc = services(request)
-    async with svc.db.read() as session:
-        try:
-            widget = await get_widget_by_key(session, request.match_info["key"])
-        except NotFound:
-            return error_response(404, "not_found", "unknown widget key")
+    hub = request.app[HUB]
+    try:
+        widget = await hub.widget(request.match_info["key"])
+    except NotFound:
+        return error_response(404, "not_found", "unknown widget key")
     if not origin_allowed(widget, request.headers.get("Origin")):
         return error_response(403, "origin_not_allowed", "this page's origin may not use this widget")
-    hub = request.app[HUB]
     if hub.connections_from(client_ip(request)) >= svc.limits.connections_per_ip:
         return error_response(429, "too_many_connections", "too many open chat connections from your address")
     ws = web.WebSocketResponse(

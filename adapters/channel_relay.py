@@ -1,0 +1,128 @@
+"""What every chat-platform relay shares: one outbox handler per kind, the
+binding looked up and guarded, and broken channels marked and cleared.
+
+A platform (Slack, Teams...) subclasses :class:`ChannelRelay`, names itself,
+says how its errors map to outcomes, and implements the five deliveries.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from core.bindings import get_binding, mark_broken
+from core.db import Database
+from core.errors import NotFound
+from core.models import Agent, ChannelBinding, OutboxItem
+from core.outbox import Outcome
+
+log = logging.getLogger(__name__)
+
+Work = Callable[[dict[str, Any], ChannelBinding], Awaitable[Outcome]]
+KINDS = ("relay", "root_update", "offline_post", "digest", "agents_away")
+
+
+class Failure(Protocol):
+    outcome: Outcome
+    broken: str | None  # set when the binding must be marked broken: what to do about it
+
+
+class ChannelRelay(ABC):
+    platform = ""  # "slack", "teams": the outbox kinds are "{platform}.{kind}"
+    label = ""  # how people name it in logs: "Slack"
+
+    def __init__(self, db: Database, public_url: str = "") -> None:
+        self.db = db
+        self.public_url = public_url  # for links in digests
+
+    def handlers(self) -> dict[str, Callable[[OutboxItem], Awaitable[Outcome]]]:
+        return {f"{self.platform}.{kind}": self._handler(getattr(self, f"_{kind}")) for kind in KINDS}
+
+    def _handler(self, work: Work) -> Callable[[OutboxItem], Awaitable[Outcome]]:
+        async def handle(item: OutboxItem) -> Outcome:
+            return await self._guarded(item, work)
+
+        return handle
+
+    # -- what a platform provides -------------------------------------------
+    def classify(self, exc: BaseException, item: OutboxItem) -> Failure:
+        """Map the platform's error to an outcome; re-raise what is not the platform's."""
+        raise exc
+
+    def precheck(self, binding: ChannelBinding) -> Outcome | None:
+        """A reason the binding cannot be used at all, as a failed outcome; None when it can."""
+        return None
+
+    @abstractmethod
+    async def _relay(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome: ...
+
+    @abstractmethod
+    async def _root_update(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome: ...
+
+    @abstractmethod
+    async def _offline_post(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome: ...
+
+    @abstractmethod
+    async def _digest(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome: ...
+
+    @abstractmethod
+    async def _agents_away(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome: ...
+
+    # -- shared -------------------------------------------------------------
+    async def _guarded(self, item: OutboxItem, work: Work) -> Outcome:
+        """Run one delivery; turn the platform's refusals into outcomes and broken bindings."""
+        async with self.db.read() as session:
+            try:
+                binding = await get_binding(session, int(item.payload["binding_id"]))
+            except NotFound:
+                return Outcome(False, detail="the channel binding was removed", permanent=True)
+        refused = self.precheck(binding)
+        if refused is not None:
+            return refused
+        try:
+            outcome = await work(item.payload, binding)
+        except NotFound as exc:
+            return Outcome(False, detail=str(exc), permanent=True)
+        except Exception as exc:
+            failure = self.classify(exc, item)
+            if failure.broken:
+                await self._set_broken(binding.id, failure.broken)
+            return failure.outcome
+        if binding.status != "ok":
+            await self._set_ok(binding.id)
+        return outcome
+
+    async def _set_broken(self, binding_id: int, detail: str) -> None:
+        async with self.db.write() as session:
+            binding = await session.get(ChannelBinding, binding_id)
+            if binding is not None:
+                mark_broken(binding, detail)
+                log.error(
+                    "%s channel %s (binding %s, widget %s) is broken: %s",
+                    self.label, binding.channel_name or binding.channel_id, binding.id, binding.widget_id, detail,
+                )
+
+    async def _set_ok(self, binding_id: int) -> None:
+        """Posting works again (the bot or app is back): clear the broken mark."""
+        async with self.db.write() as session:
+            binding = await session.get(ChannelBinding, binding_id)
+            if binding is not None and binding.status != "ok":
+                binding.status, binding.status_detail = "ok", None
+                log.info("%s channel %s (binding %s) works again", self.label, binding.channel_id, binding.id)
+
+
+async def get_row(session: Any, model: type, ident: Any) -> Any:
+    """A row the delivery needs; gone means the delivery can never succeed."""
+    row = await session.get(model, int(ident))
+    if row is None:
+        raise NotFound(f"{model.__tablename__} {ident} no longer exists")
+    return row
+
+
+async def agent_name(session: Any, agent_id: int | None) -> str | None:
+    if agent_id is None:
+        return None
+    agent = await session.get(Agent, agent_id)
+    return agent.name if agent else None
