@@ -146,3 +146,42 @@ def test_run_seeds_a_demo_serves_it_and_stops_cleanly_on_sigterm(tmp_path):
 def test_bad_port_flag_is_refused(port, tmp_path):
     result = deskbell(f"sqlite:///{tmp_path / 'x.db'}", "web", "--port", port)
     assert result.returncode == 2 and "port" in result.stderr
+
+
+async def test_sigterm_tells_open_widgets_to_reconnect_and_exits_within_10_s(tmp_path):
+    import asyncio
+
+    import aiohttp
+
+    port = _free_port()
+    db_url = f"sqlite:///{tmp_path / 'deskbell.db'}"
+    proc = subprocess.Popen(
+        [DESKBELL, "run", "--port", str(port)], env=_env(db_url), cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    try:
+        key = ""
+        while not key:
+            line = await asyncio.to_thread(proc.stdout.readline)  # type: ignore[union-attr]
+            assert line, "deskbell run ended before printing its banner"
+            if "demo widget key" in line:
+                key = line.split()[-1]
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"http://127.0.0.1:{port}/widget/{key}/ws")
+            await ws.send_json({"type": "hello", "token": None, "conversation_id": None, "resume_after": 0})
+            assert (await ws.receive_json(timeout=5))["type"] == "welcome"
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            frames = []
+            while True:
+                msg = await ws.receive(timeout=10)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    break
+                frames.append(json.loads(msg.data))
+            assert {"type": "reconnect"} in frames
+            assert ws.close_code == 1012  # "service restart": the widget comes back elsewhere
+        assert await asyncio.to_thread(proc.wait, 15) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        if proc.poll() is None:
+            proc.kill()
