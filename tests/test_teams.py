@@ -439,3 +439,26 @@ async def test_a_channel_can_be_bound_from_the_command_line_and_relays_like_setu
     assert good.returncode == 0, good.stderr
     binding = json.loads(good.stdout)
     assert (binding["platform"], binding["channel_id"], binding["workspace_id"]) == ("teams", "19:abc@thread.tacv2", "t1")
+
+
+async def test_digests_and_away_alerts_are_posted_as_new_posts_in_the_channel(client, fake, widget, services, delivering):
+    from datetime import timedelta
+
+    from core.away_alerts import plan_away_alert
+    from core.clock import utcnow
+    from core.digest_runs import send_digest
+    from core.models import Widget
+    from core.notify_settings import values_of
+    from core.offline import store_offline_message
+
+    await bound_channel(client, fake)
+    async with services.db.write() as session:
+        row = await session.get(Widget, widget.id)
+        await store_offline_message(session, row, {"name": "Jo", "email": "jo@example.com", "message": "Call me back"})
+        assert await send_digest(session, row, values_of(None), utcnow() + timedelta(seconds=1)) is not None
+        await plan_away_alert(session, row, utcnow())
+
+    def texts() -> list[str]:
+        return [str(fake.chain(chain)[0].get("text", "")) for chain in fake.roots()]
+
+    await eventually(lambda: any("jo@example.com" in t for t in texts()) and any("All agents went offline" in t for t in texts()), timeout=8)
