@@ -102,3 +102,50 @@ def binding_to_json(binding: ChannelBinding) -> dict[str, Any]:
         "status_detail": binding.status_detail,
         "created_at": iso(binding.created_at),
     }
+
+
+PLATFORMS = ("slack", "teams")
+
+
+def clean_binding(platform: str, data: Any) -> dict[str, Any]:
+    """Validate a binding given through the API: what each platform needs to post."""
+    from core import validation as v
+    from core.errors import ValidationFailed
+
+    if platform not in PLATFORMS:
+        raise NotFound(f"no platform {platform!r}; use one of {', '.join(PLATFORMS)}")
+    if not isinstance(data, dict):
+        raise ValidationFailed("body must be a JSON object")
+    allowed = {"channel_id", "workspace_id", "channel_name"} | ({"service_url", "team_id"} if platform == "teams" else set())
+    v.reject_unknown(data, allowed)
+    c = v.Checker()
+    out = {
+        "channel_id": c.check("channel_id", v.text, data.get("channel_id"), max_len=200),
+        "workspace_id": c.check("workspace_id", v.text, data.get("workspace_id"), max_len=100),
+        "channel_name": c.check("channel_name", v.text, data.get("channel_name"), max_len=200, required=False),
+    }
+    config: dict[str, Any] = {}
+    if platform == "teams":
+        service_url = c.check("service_url", v.http_url, data.get("service_url"), required=True)
+        if service_url and not service_url.startswith("https://"):
+            c.errors["service_url"] = "must be an https URL (the team's Bot Framework service URL)"
+        config = {
+            "service_url": service_url,
+            "tenant_id": out["workspace_id"],
+            "team_id": c.check("team_id", v.text, data.get("team_id"), max_len=200, required=False),
+        }
+    c.done()
+    out["config"] = config
+    return out
+
+
+async def unbind_channel(session: AsyncSession, widget_id: int, platform: str) -> bool:
+    binding = (
+        await session.execute(
+            select(ChannelBinding).where(ChannelBinding.widget_id == widget_id, ChannelBinding.platform == platform)
+        )
+    ).scalar_one_or_none()
+    if binding is None:
+        return False
+    await session.delete(binding)
+    return True

@@ -137,6 +137,9 @@ async def test_a_real_answer_from_every_operation_matches_the_document(api, serv
         "getOpenApiDocument": ("GET", "/api/openapi.json", None),
         "exportVisitorData": ("GET", f"/api/v1/privacy/visitor?email={kept.email}", None),
         "eraseVisitorData": ("DELETE", "/api/v1/privacy/visitor?email=nobody@example.com", None),
+        "bindWidgetChannel": ("PUT", f"/api/v1/widgets/{widget.id}/channels/slack", {"channel_id": "C1", "workspace_id": "T1"}),
+        "listWidgetChannels": ("GET", f"/api/v1/widgets/{widget.id}/channels", None),
+        "unbindWidgetChannel": ("DELETE", f"/api/v1/widgets/{widget.id}/channels/slack", None),
     }
     calls.update(await delivery_calls(services, widget, kept, agent))  # webhooks, deliveries, notifications
     calls.update(await knowledge_calls(services, widget))  # knowledge base and assistant settings

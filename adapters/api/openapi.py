@@ -55,15 +55,15 @@ def _errors_of(op: Operation) -> list[str]:
     return sorted(names, key=lambda n: ERRORS[n][0])
 
 
+PATH_PARAMS: dict[str, dict[str, Any]] = {
+    "id": {"schema": {"type": "string", "pattern": "^[0-9]+$"}, "description": "Numeric id."},
+    "platform": {"schema": {"enum": ["slack", "teams"]}, "description": "The chat platform."},
+}
+
+
 def _parameters(op: Operation) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = [
-        {
-            "name": name,
-            "in": "path",
-            "required": True,
-            "schema": {"type": "string", "pattern": "^[0-9]+$"} if name == "id" else {"type": "string"},
-            "description": "Numeric id.",
-        }
+        {"name": name, "in": "path", "required": True, **PATH_PARAMS.get(name, {"schema": {"type": "string"}})}
         for name in op.path_params
     ]
     out += [

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from adapters.api import agents, conversations, offlinemessages, privacy, widgets
+from adapters.api import agents, bindings, conversations, offlinemessages, privacy, widgets
 from adapters.api import deliveries, delivery_schemas, notifications, webhooks
 from adapters.api import knowledge
 from adapters.api.auth import api_key_middleware, protected
@@ -32,6 +32,7 @@ OPERATIONS: list[Operation] = [
     *agents.OPERATIONS,
     *conversations.OPERATIONS,
     *privacy.OPERATIONS,
+    *bindings.OPERATIONS,
     *webhooks.OPERATIONS,
     *deliveries.OPERATIONS,
     *notifications.OPERATIONS,

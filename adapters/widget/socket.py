@@ -124,6 +124,7 @@ class VisitorSession:
     async def _welcome(self, hello: dict[str, Any]) -> None:
         token = hello.get("token")
         visitor_id = self.svc.visitor_tokens.verify(token)
+        returning = visitor_id is not None
         if visitor_id is None:
             # No stored record: a visitor who never writes leaves nothing behind.
             visitor_id, token = self.svc.visitor_tokens.issue()
@@ -133,8 +134,10 @@ class VisitorSession:
             # Read after joining the hub: a message committed later arrives as an event (it
             # waits for the lock, then goes out in seq order); one committed earlier is
             # counted in conv.last_seq, so the replay below finds it.
-            async with self.svc.db.read() as session:
-                conv = await current_conversation(session, self.widget.id, visitor_id)
+            conv = None
+            if returning:  # a visitor id issued just now has no conversation: no query
+                async with self.svc.db.read() as session:
+                    conv = await current_conversation(session, self.widget.id, visitor_id)
             resume_after = hello.get("resume_after")
             if not isinstance(resume_after, int) or isinstance(resume_after, bool) or resume_after < 0:
                 resume_after = 0
