@@ -200,6 +200,8 @@ async def test_saving_widget_settings_stores_them_and_live_widgets_follow(admin_
     assert (stored.ai_enabled, stored.hide_when_offline, stored.session_timeout_s) == (True, True, 1800)
     assert stored.retention_days == 90
     status = await visitor.next("status")  # WIDGET_CHANGED reached the open widget: it is off now
+    while status["online"]:  # the earlier "online" push may still be on its way
+        status = await visitor.next("status")
     assert status["online"] is False and status["reason"] == "disabled" and status["mode"] == "hidden"
     page = await (await admin_client.get(f"/admin/widgets/{widget.id}")).text()
     assert "Below the 4.5:1" in page  # yellow with white text: the page says the widget will fix it
