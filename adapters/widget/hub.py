@@ -59,6 +59,10 @@ class WidgetHub:
         self._by_visitor: dict[tuple[int, str], set[VisitorSocket]] = defaultdict(set)
         self._per_ip: dict[str, int] = defaultdict(int)
         self._widgets: dict[str, tuple[float, Widget]] = {}  # key -> (fresh until, widget)
+        self._widget_loads: dict[str, asyncio.Future[Widget]] = {}  # lookups in flight, shared
+        # MESSAGE_CREATED events seen: a joining socket compares it before and after its
+        # read to know whether a message may have slipped in between (socket._welcome).
+        self.message_events = 0
         bus = services.bus
         bus.subscribe(ev.MESSAGE_CREATED, self._on_message)
         bus.subscribe(ev.CONVERSATION_UPDATED, self._on_conversation)
@@ -78,13 +82,20 @@ class WidgetHub:
         published on the bus (from any process) drops the cache at once; the
         TTL bounds staleness for changes made without the bus.
         """
-        now = time.monotonic()
         hit = self._widgets.get(key)
-        if hit is not None and hit[0] > now:
+        if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        load = self._widget_loads.get(key)
+        if load is None:  # one read for every socket asking at once (a reconnect storm)
+            load = asyncio.ensure_future(self._load_widget(key))
+            self._widget_loads[key] = load
+            load.add_done_callback(lambda _done: self._widget_loads.pop(key, None))
+        return await asyncio.shield(load)
+
+    async def _load_widget(self, key: str) -> Widget:
         async with self.services.db.read() as session:
             widget = await get_widget_by_key(session, key)  # unknown keys are not cached
-        self._widgets[key] = (now + WIDGET_TTL_S, widget)
+        self._widgets[key] = (time.monotonic() + WIDGET_TTL_S, widget)
         return widget
 
     def connections_from(self, ip: str) -> int:
@@ -127,6 +138,7 @@ class WidgetHub:
             await sock.send_text(text)
 
     async def _on_message(self, _name: str, data: dict[str, Any]) -> None:
+        self.message_events += 1
         sockets = self._by_visitor.get((data["widget_id"], data.get("visitor_id", "")), set())
         for sock in list(sockets):
             await self.deliver(sock, data["conversation_id"], data["seq"], data["internal"], data["frame"])

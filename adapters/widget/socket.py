@@ -128,21 +128,19 @@ class VisitorSession:
         if visitor_id is None:
             # No stored record: a visitor who never writes leaves nothing behind.
             visitor_id, token = self.svc.visitor_tokens.issue()
+        events_before = self.hub.message_events
+        conv = None
+        if returning:  # a visitor id issued just now has no conversation: no query
+            async with self.svc.db.read() as session:
+                conv = await current_conversation(session, self.widget.id, visitor_id)
+        resume_after = hello.get("resume_after")
+        if not isinstance(resume_after, int) or isinstance(resume_after, bool) or resume_after < 0:
+            resume_after = 0
+        if conv is None or hello.get("conversation_id") != conv.id:
+            resume_after = 0
         self.sock = VisitorSocket(self.ws, self.widget.id, visitor_id, self.ip)
         async with self.sock.lock:  # events arriving during the replay wait here
             self.hub.add(self.sock)
-            # Read after joining the hub: a message committed later arrives as an event (it
-            # waits for the lock, then goes out in seq order); one committed earlier is
-            # counted in conv.last_seq, so the replay below finds it.
-            conv = None
-            if returning:  # a visitor id issued just now has no conversation: no query
-                async with self.svc.db.read() as session:
-                    conv = await current_conversation(session, self.widget.id, visitor_id)
-            resume_after = hello.get("resume_after")
-            if not isinstance(resume_after, int) or isinstance(resume_after, bool) or resume_after < 0:
-                resume_after = 0
-            if conv is None or hello.get("conversation_id") != conv.id:
-                resume_after = 0
             status = await self.svc.watcher.status_of(self.widget)
             await self.sock.send(
                 {
@@ -156,19 +154,29 @@ class VisitorSession:
             if conv is not None:
                 self.sock.conversation_id = conv.id
                 self.sock.last_seq = resume_after
-                if conv.last_seq > resume_after:  # up to date (a reconnect, usually): no queries
+                # Nothing after resume_after when we read, and no message event since (one
+                # could have been missed before the socket joined the hub): nothing to replay.
+                # This keeps a reconnect, the common case, to one query.
+                if conv.last_seq > resume_after or self.hub.message_events != events_before:
                     await self._replay(conv.id)
 
     async def _replay(self, conversation_id: int) -> None:
+        """Send what the client missed. Called once the socket is in the hub, so anything
+        committed after these reads reaches it as an event (held by the socket's lock)."""
         assert self.sock is not None
         while True:
             async with self.svc.db.read() as session:
-                batch = await messages_after(session, conversation_id, self.sock.last_seq, limit=500)
+                # last_seq first: every message up to it is then in the batch (on PostgreSQL
+                # each statement sees newer commits), and a client that is up to date, as
+                # after most reconnects, costs one small query.
                 last_seq = await conversation_last_seq(session, conversation_id)
+                if last_seq <= self.sock.last_seq:
+                    return
+                batch = await messages_after(session, conversation_id, self.sock.last_seq, limit=500)
             for message in batch:
                 await self.sock.send({**message_frame(message), "replay": True})
             if len(batch) < 500:
-                self.sock.last_seq = max(self.sock.last_seq, last_seq)
+                self.sock.last_seq = max(self.sock.last_seq, last_seq, batch[-1].seq if batch else 0)
                 return
             self.sock.last_seq = batch[-1].seq
 
