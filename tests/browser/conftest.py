@@ -265,7 +265,7 @@ def widget_state(page: Any) -> dict[str, Any]:
     return page.evaluate("() => window.deskbell && window.deskbell.state ? window.deskbell.state() : null")
 
 
-def wait_for_mode(page: Any, mode: str, timeout: float = 10.0) -> None:
+def wait_for_mode(page: Any, mode: str, timeout: float = 20.0) -> None:
     page.wait_for_function(
         "(mode) => window.deskbell && window.deskbell.state && window.deskbell.state().mode === mode",
         arg=mode, timeout=timeout * 1000,
