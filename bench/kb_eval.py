@@ -4,6 +4,8 @@
     .venv/bin/python bench/kb_eval.py --split dev --sweep   # threshold sweep (tune on dev only)
     .venv/bin/python bench/kb_eval.py --misses     # list every wrong answer and abstention
     .venv/bin/python bench/kb_eval.py --holdout    # a coffee-shop knowledge base nobody tuned on
+    .venv/bin/python bench/kb_eval.py --lexical    # without the embedding model (the fallback)
+    .venv/bin/python bench/kb_eval.py --fit        # refit the hybrid confidence on the dev split
 
 Knowledge base: bot/sample_kb/ (what `make run` seeds). Questions:
 tests/kb_eval/questions.yaml, split into dev (for tuning) and test (report only).
@@ -38,6 +40,10 @@ from core.retrieval import Hit, Index  # noqa: E402
 KB_PATH = ROOT / "bot" / "sample_kb"
 QUESTIONS_PATH = ROOT / "tests" / "kb_eval" / "questions.yaml"
 HOLDOUT = ROOT / "tests" / "kb_eval" / "holdout"
+# --fit puts the default threshold where the dev split reaches this abstention
+# (24 of its 25 unanswerable questions) with the best top-1 accuracy.
+ABSTENTION_GOAL = 0.96
+L2 = 0.003  # chosen by leave-one-out log-loss on the dev split (0.0003 ... 0.1 tried)
 
 
 @dataclass
@@ -60,14 +66,31 @@ class Result:
         return self.abstained / self.unanswerable if self.unanswerable else 0.0
 
 
-def build_index(kb_path: Path = KB_PATH) -> tuple[Index, dict[int, str]]:
+_EMBEDDER: Any = None
+
+
+def embedder() -> Any:
+    """The shipped embedding model, loaded once per process (None if not installed)."""
+    global _EMBEDDER
+    if _EMBEDDER is None:
+        try:
+            from adapters.embeddings import default_embedder
+        except ImportError:
+            return None
+        from core.embedding import GuardedEmbedder
+
+        _EMBEDDER = GuardedEmbedder(default_embedder())  # one vector cache for every index built here
+    return _EMBEDDER
+
+
+def build_index(kb_path: Path = KB_PATH, *, lexical: bool = False) -> tuple[Index, dict[int, str]]:
     entries = read_path(kb_path)
     passages = []
     titles: dict[int, str] = {}
     for n, entry in enumerate(entries, 1):
         titles[n] = entry["title"]
         passages.extend(chunk_entry(n, entry["title"], entry["answer"], entry["tags"]))
-    return Index.build(passages), titles
+    return Index.build(passages, embedder=None if lexical else embedder()), titles
 
 
 def load_questions(path: Path = QUESTIONS_PATH) -> dict[str, Any]:
@@ -78,7 +101,7 @@ def _describe(hits: list[Hit]) -> str:
     if not hits:
         return "no hit"
     h = hits[0]
-    return f"{h.passage.label!r} conf={h.confidence:.2f} cov={h.coverage:.2f} sim={h.similarity:.2f}"
+    return f"{h.passage.label!r} conf={h.confidence:.2f} cov={h.coverage:.2f} sim={h.similarity:.2f} dense={h.dense:.2f}"
 
 
 def evaluate(index: Index, titles: dict[int, str], questions: dict[str, Any], split: str, threshold: float) -> Result:
@@ -117,6 +140,67 @@ def _line(r: Result) -> str:
     )
 
 
+def _features(h: Hit) -> list[float]:
+    return [h.coverage, h.title_coverage, h.dense_lead, h.dense_margin, h.margin]
+
+
+def fit_confidence(
+    index: Index, titles: dict[int, str], questions: dict[str, Any], split: str = "dev", min_abstention: float = ABSTENTION_GOAL
+) -> tuple[list[float], float]:
+    """Fit the hybrid confidence (logistic regression, a little L2) on one split and print the constants.
+
+    Target: the top passage is from the expected entry (0 for unanswerable
+    questions). The bias is shifted so that the threshold that keeps
+    abstention >= 0.96 on this split lands on the assistant's default.
+    """
+    import math
+
+    import numpy as np
+
+    from core.assistant import DEFAULT_MIN_CONFIDENCE
+
+    rows, labels = [], []
+    for group in ("answerable", "unanswerable"):
+        for item in questions[split][group]:
+            hits = index.search(item["q"])
+            if not hits:
+                continue
+            rows.append(_features(hits[0]))
+            labels.append(float(item.get("expect") is not None and titles[hits[0].passage.entry_id] == item["expect"]))
+    x, y = np.array(rows), np.array(labels)
+    w, b = np.zeros(x.shape[1]), 0.0
+    for _ in range(20000):
+        p = 1 / (1 + np.exp(-(x @ w + b)))
+        w -= 0.5 * (x.T @ (p - y) / len(y) + L2 * w)
+        b -= 0.5 * float((p - y).mean())
+    z = x @ w + b
+    best: tuple[float, float] | None = None
+    zs = sorted(set(float(v) for v in z))
+    for cut in [zs[0] - 1] + [(lo + hi) / 2 for lo, hi in zip(zs, zs[1:])]:  # between two questions' scores
+        r = _evaluate_z(index, titles, questions, split, w, b, cut)
+        if r.abstention_rate >= min_abstention and (best is None or r.top1_accuracy > best[1]):
+            best = (float(cut), r.top1_accuracy)
+    assert best is not None
+    shift = math.log(DEFAULT_MIN_CONFIDENCE / (1 - DEFAULT_MIN_CONFIDENCE)) - best[0]
+    print(f"HYBRID_WEIGHTS = ({', '.join(f'{v:.2f}' for v in w)})")
+    print(f"HYBRID_BIAS = {b + shift:.2f}   # cut-off logit {best[0]:.2f} -> {DEFAULT_MIN_CONFIDENCE}; dev top-1 {best[1]:.3f}")
+    return [round(float(v), 2) for v in w], round(b + shift, 2)
+
+
+def _evaluate_z(index: Index, titles: dict[int, str], questions: dict[str, Any], split: str, w: Any, b: float, cut: float) -> Result:
+    result = Result(split)
+    for item in questions[split]["answerable"]:
+        result.answerable += 1
+        hits = index.search(item["q"])
+        if hits and float(_features(hits[0]) @ w + b) >= cut and titles[hits[0].passage.entry_id] == item["expect"]:
+            result.correct += 1
+    for item in questions[split]["unanswerable"]:
+        result.unanswerable += 1
+        hits = index.search(item["q"])
+        result.abstained += not hits or float(_features(hits[0]) @ w + b) < cut
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--split", choices=("dev", "test", "both"), default="both")
@@ -124,18 +208,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true", help="try thresholds from 0.30 to 0.80")
     parser.add_argument("--misses", action="store_true", help="list wrong answers and abstentions")
     parser.add_argument("--holdout", action="store_true", help="the coffee-shop holdout instead of the sample KB")
+    parser.add_argument("--lexical", action="store_true", help="keywords only, without the embedding model")
+    parser.add_argument("--fit", action="store_true", help="fit the hybrid confidence on the dev split")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     if args.holdout:
-        index, titles = build_index(HOLDOUT / "kb.yaml")
+        index, titles = build_index(HOLDOUT / "kb.yaml", lexical=args.lexical)
         questions = load_questions(HOLDOUT / "questions.yaml")
         splits = ["holdout"]
     else:
-        index, titles = build_index()
+        index, titles = build_index(lexical=args.lexical)
         questions = load_questions()
         splits = ["dev", "test"] if args.split == "both" else [args.split]
     built = time.perf_counter()
-    print(f"knowledge base: {len(titles)} entries, {len(index.docs)} passages (indexed in {1000 * (built - started):.0f} ms)")
+    mode = f"keywords + {index.embedder.name} embeddings" if index.dense is not None and index.embedder else "keywords only"
+    print(
+        f"knowledge base: {len(titles)} entries, {len(index.docs)} passages, {mode} "
+        f"(indexed in {1000 * (built - started):.0f} ms, model load included)"
+    )
+    if args.fit:
+        if index.dense is None:
+            raise SystemExit("--fit needs the embedding model")
+        fit_confidence(index, titles, questions, "dev")
+        return 0
     if args.sweep:
         for split in splits:
             for step in range(30, 81, 2):

@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
+from adapters.embeddings import default_embedder
 from adapters.llm.factory import build_providers
 from core.assistant_service import AssistantService
 from core.chat import ChatService
@@ -74,6 +75,7 @@ async def kb_ask(settings: Settings, args: argparse.Namespace) -> Output:
     assistant = AssistantService(
         db, bus, ChatService(db, bus), StatusWatcher(db, bus), providers, timeout_s=settings.ai.timeout_s
     )
+    assistant.indexes.use_embedder(default_embedder())  # answer as the running service does
     try:
         async with db.read() as session:
             widget = await find_widget(session, args.widget)

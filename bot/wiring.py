@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from adapters.email.handlers import EmailDeliveries
+from adapters.embeddings import default_embedder
 from adapters.llm.factory import build_providers
 from adapters.email.smtp import SmtpTransport
 from adapters.pushover.client import PushoverDeliveries
@@ -76,6 +77,7 @@ def attach_assistant(svc: Services, settings: Settings) -> AssistantService:
     which the worker answers with the configured provider (retrieval-only without a key)."""
     providers = build_providers(settings.ai)
     svc.assistant = AssistantService(svc.db, svc.bus, svc.chat, svc.watcher, providers, timeout_s=settings.ai.timeout_s)
+    svc.assistant.indexes.use_embedder(default_embedder())  # sentence embeddings, loaded on first use
 
     async def answers(widget: Widget) -> bool:
         return (await svc.watcher.status_of(widget)).mode == "ai"

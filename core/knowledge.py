@@ -2,11 +2,14 @@
 
 The index is built from a widget's entries in memory and rebuilt only when
 they change (checked with one cheap aggregate query), so answering a
-visitor costs a search, not a rebuild.
+visitor costs a search, not a rebuild. With an embedding model (wired in
+bot/wiring.py) the build also embeds the passages: that runs in a worker
+thread, and vectors are cached by text, so an edit re-embeds only what changed.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -16,9 +19,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import validation as v
 from core.chunking import chunk_entry
 from core.clock import iso, utcnow
+from core.embedding import Embedder, GuardedEmbedder
 from core.errors import NotFound, ValidationFailed
 from core.models import KnowledgeEntry
-from core.retrieval import Index
+from core.retrieval import Index, Passage
 
 FIELDS = {"title", "answer", "tags", "source"}
 MAX_TITLE = 300
@@ -146,25 +150,45 @@ def entry_to_json(entry: KnowledgeEntry) -> dict[str, Any]:
     }
 
 
-def build_index(entries: list[KnowledgeEntry]) -> Index:
-    passages = [p for e in sorted(entries, key=lambda e: e.id) for p in chunk_entry(e.id, e.title, e.answer, e.tags or [])]
-    return Index.build(passages)
+def passages_of(entries: list[KnowledgeEntry]) -> list[Passage]:
+    return [p for e in sorted(entries, key=lambda e: e.id) for p in chunk_entry(e.id, e.title, e.answer, e.tags or [])]
+
+
+def build_index(entries: list[KnowledgeEntry], embedder: Embedder | GuardedEmbedder | None = None) -> Index:
+    return Index.build(passages_of(entries), embedder=embedder)
 
 
 class IndexCache:
     """One search index per widget, rebuilt when its entries change."""
 
-    def __init__(self) -> None:
+    def __init__(self, embedder: Embedder | None = None) -> None:
         self._cache: dict[int, tuple[tuple[Any, ...], Index]] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self.embedder: GuardedEmbedder | None = None
+        if embedder is not None:
+            self.use_embedder(embedder)
+
+    def use_embedder(self, embedder: Embedder) -> None:
+        """Blend in sentence embeddings from now on (one vector cache for every widget)."""
+        self.embedder = GuardedEmbedder.of(embedder)
+        self._cache.clear()
 
     async def index_for(self, session: AsyncSession, widget_id: int) -> Index:
         version = await _version(session, widget_id)
         hit = self._cache.get(widget_id)
         if hit is not None and hit[0] == version:
             return hit[1]
-        index = build_index(await list_entries(session, widget_id))
-        self._cache[widget_id] = (version, index)
-        return index
+        async with self._locks.setdefault(widget_id, asyncio.Lock()):  # one build per widget at a time
+            hit = self._cache.get(widget_id)
+            if hit is not None and hit[0] == version:
+                return hit[1]
+            passages = passages_of(await list_entries(session, widget_id))  # plain data, read here
+            if self.embedder is None or self.embedder.failed:
+                index = Index.build(passages)
+            else:  # embedding takes a while (the model loads on first use): keep the event loop free
+                index = await asyncio.to_thread(Index.build, passages, embedder=self.embedder)
+            self._cache[widget_id] = (version, index)
+            return index
 
 
 async def _version(session: AsyncSession, widget_id: int) -> tuple[Any, ...]:

@@ -1,19 +1,30 @@
-"""Knowledge-base retrieval: BM25 over word stems, widened by synonyms and typo matching.
+"""Knowledge-base retrieval: BM25 over word stems, widened by synonyms and typo matching,
+blended with sentence embeddings when a model is wired in.
 
 Pure functions over plain data, so the evaluation script and the tests run it
 without a database. Visitors paraphrase and misspell; a plain keyword index
-misses both, and an embedding model would need weights we cannot download. So
-each query word becomes a *slot* with weighted alternatives: the word's stem,
-stems of known synonyms (a small support-desk lexicon) and, for words the
-knowledge base does not contain, the closest known words by edit distance.
+misses both. So each query word becomes a *slot* with weighted alternatives:
+the word's stem, stems of known synonyms (a small support-desk lexicon) and,
+for words the knowledge base does not contain, the closest known words by
+edit distance.
+
+With an embedding model (core/embedding.py; the adapter runs all-MiniLM-L6-v2
+on the CPU) three things change: a question word the knowledge base lacks is
+also matched to its words closest in meaning; the ranking fuses the keyword
+score with the cosine similarity of question and passage, so a paraphrase
+sharing no word is still found; and a real word the model knows is no longer
+"corrected" into a knowledge-base word that merely looks like it ("office" is
+not a typo of "offline"). Without the model (or if it fails) the keyword path
+below is used unchanged.
 
 The score ranks passages; the *confidence* decides whether to answer at all.
 Its main part is coverage: the share of the question's meaning (IDF-weighted
 slots) that the passage contains. A question about something the knowledge
 base never mentions leaves its important words uncovered and is abstained on
 instead of answered with a near miss. Coverage of the passage's title,
-character-trigram similarity and the lead over the best other entry refine
-it (a logistic blend fitted on the dev split of tests/kb_eval, see
+character-trigram similarity (or, with the model, how far the passage's
+cosine similarity stands out) and the lead over the best other entry refine
+it (logistic blends fitted on the dev split of tests/kb_eval, see
 bench/kb_eval.py). Measured, not assumed: the retrieval-only assistant's
 figures are in that script's output.
 """
@@ -30,6 +41,7 @@ from functools import lru_cache
 
 import snowballstemmer
 
+from core.embedding import DenseIndex, Embedder, GuardedEmbedder
 from core.lexicon import PHRASES, STEM_EXCEPTIONS, STOPWORDS, SYNONYM_GROUPS, WEAK_WORDS
 
 __all__ = ["Analyzer", "Hit", "Index", "Passage", "edit_distance"]
@@ -46,6 +58,22 @@ CONFIDENCE_WEIGHTS = (3.3, 0.9, 1.0, 1.3)
 CONFIDENCE_BIAS = -2.7
 RANK_SIMILARITY_BONUS = 1.5  # in BM25 points, for a perfectly similar title
 WEAK_WEIGHT = 0.5  # "set", "change", "add": part of the question, not its topic
+
+# With an embedding model (see core/embedding.py). Ranking fuses the keyword
+# score, squashed to 0..1 as score / (score + LEXICAL_HALF), with the cosine
+# similarity of question and passage. A question word the knowledge base
+# lacks is matched to knowledge-base words at least SEMANTIC_FLOOR close in
+# meaning, counting as much as their similarity (at most SEMANTIC_WEIGHT).
+LEXICAL_HALF = 6.0
+DENSE_WEIGHT = 1.5
+SEMANTIC_FLOOR = 0.6
+SEMANTIC_WEIGHT = 0.7
+# Confidence with embeddings: logistic over (question coverage, title
+# coverage, cosine similarity minus the average passage's, cosine lead over
+# the best other entry, fused-score lead over it), fitted on the dev split by
+# ``bench/kb_eval.py --fit`` (which also puts the threshold at the default).
+HYBRID_WEIGHTS = (4.64, 0.52, 2.01, 1.74, 1.92)
+HYBRID_BIAS = -3.59
 
 _WORD = re.compile(r"[a-z0-9]+")
 _CONTRACTION = re.compile(r"(?<=[a-z])['’](?:s|re|ve|ll|d|m|t)\b")
@@ -139,6 +167,9 @@ class Hit:
     similarity: float
     title_coverage: float = 0.0
     margin: float = 0.0  # lead over the best passage of another entry, relative
+    dense: float = 0.0  # cosine similarity with the question (0 without an embedding model)
+    dense_margin: float = 0.0  # its lead over the best passage of another entry
+    dense_lead: float = 0.0  # its lead over the average passage (how much this one stands out)
 
 
 @dataclass
@@ -171,9 +202,14 @@ class Index:
     synonyms: dict[str, frozenset[str]]
     gram_idf: dict[str, float] = field(default_factory=dict)
     weak_stems: frozenset[str] = frozenset()
+    dense: DenseIndex | None = None
+    embedder: GuardedEmbedder | None = None
 
     @classmethod
-    def build(cls, passages: Sequence[Passage], language: str = "english") -> "Index":
+    def build(
+        cls, passages: Sequence[Passage], language: str = "english", embedder: Embedder | GuardedEmbedder | None = None
+    ) -> "Index":
+        """The index; with an ``embedder`` also the passages' vectors (lexical only if it fails)."""
         analyzer = Analyzer(language)
         docs: list[_Doc] = []
         entry_terms: dict[int, set[str]] = {}
@@ -207,7 +243,18 @@ class Index:
             for part in analyzer.words(word):
                 vocabulary.setdefault(part, analyzer.stem(part))
         weak = frozenset(analyzer.stem(w) for w in WEAK_WORDS)
-        return cls(analyzer, docs, idf, avg, entries, vocabulary, synonyms, gram_idf, weak)
+        index = cls(analyzer, docs, idf, avg, entries, vocabulary, synonyms, gram_idf, weak)
+        if embedder is not None and docs:
+            guarded = GuardedEmbedder.of(embedder)
+            kb_words = {w for w, stem in vocabulary.items() if stem in idf and w.isalpha() and len(w) > 2}
+            index.dense = DenseIndex.build(
+                guarded,
+                [d.passage.label for d in docs],
+                [f"{d.passage.label}. {' '.join(d.passage.tags)}. {d.passage.text}" for d in docs],
+                kb_words,
+            )
+            index.embedder = guarded if index.dense is not None else None
+        return index
 
     # ------------------------------------------------------------------ query side
     @property
@@ -231,17 +278,40 @@ class Index:
         closest = min(best.values())
         return [(s, FUZZY_WEIGHT[closest]) for s, d in best.items() if d == closest and s in self.idf]
 
+    def _semantic(self, words: list[str]) -> dict[str, list[tuple[str, float]]]:
+        """For question words the knowledge base lacks: its words closest in meaning, as (stem, weight)."""
+        if self.dense is None or self.embedder is None or not words:
+            return {}
+        vectors = self.embedder.embed(words)
+        if vectors is None:
+            return {}
+        out: dict[str, list[tuple[str, float]]] = {}
+        for word, vector in zip(words, vectors):
+            found = self.dense.similar_words(vector, SEMANTIC_FLOOR)
+            out[word] = [
+                (self.vocabulary[w], SEMANTIC_WEIGHT * (sim - SEMANTIC_FLOOR) / (1 - SEMANTIC_FLOOR)) for w, sim in found if w != word
+            ]
+        return out
+
     def slots(self, query: str) -> list[_Slot]:
         out: list[_Slot] = []
         seen: set[str] = set()
-        for word in self.analyzer.words(query):
+        words = self.analyzer.words(query)
+        unknown = [w for w in words if self.analyzer.stem(w) not in self.idf and w.isalpha() and len(w) > 2]
+        semantic = self._semantic(unknown)
+        for word in words:
             stem = self.analyzer.stem(word)
             if stem in seen:
                 continue
             seen.add(stem)
             if stem not in self.idf and stem not in self.synonyms and _misspelt_stopword(word):
                 continue  # "tel me about..." is "tell me about..."
-            base = [(stem, 1.0)] if stem in self.idf else self._fuzzy(word)
+            if stem in self.idf:
+                base = [(stem, 1.0)]
+            elif self.embedder is not None and not self.embedder.failed and self.embedder.knows(word):
+                base = []  # a real word, just not one the knowledge base uses: no typo to correct
+            else:
+                base = self._fuzzy(word)
             if not base and stem in self.synonyms:
                 base = [(stem, 1.0)]  # unknown here, but a synonym may be known
             alts: dict[str, float] = {}
@@ -251,6 +321,8 @@ class Index:
                 for syn in self.synonyms.get(s, ()):
                     if syn in self.idf and syn != s:
                         alts[syn] = max(alts.get(syn, 0.0), w * SYNONYM_WEIGHT)
+            for s, w in semantic.get(word, ()):
+                alts[s] = max(alts.get(s, 0.0), w)
             importance = max((self.idf[s] for s in alts), default=self.oov_importance)
             if stem not in self.idf and not any(w >= FUZZY_WEIGHT[2] for w in alts.values()):
                 importance = max(importance, self.oov_importance * 0.8)
@@ -284,11 +356,11 @@ class Index:
             matched += self.idf.get(term, 0.0) * weight
         return matched / total if total else 0.0
 
-    def search(self, query: str, k: int = 5) -> list[Hit]:
-        """The best ``k`` passages, best first, with their confidence."""
+    def lexical(self, query: str) -> tuple[list[_Slot], list[tuple[float, float, float, _Doc]]]:
+        """(slots, [(score, coverage, similarity, doc)]) for every passage that matches at all."""
         slots = self.slots(query)
         if not slots or not self.docs:
-            return []
+            return slots, []
         total = sum(s.importance for s in slots)
         query_grams = _trigrams(s.word for s in slots)
         query_norm = math.sqrt(sum((c * self.gram_idf.get(g, 0.0)) ** 2 for g, c in query_grams.items()))
@@ -309,6 +381,15 @@ class Index:
                 continue
             similarity = self._similarity(query_grams, query_norm, doc)
             found.append((score + RANK_SIMILARITY_BONUS * similarity, covered / total, similarity, doc))
+        return slots, found
+
+    def search(self, query: str, k: int = 5) -> list[Hit]:
+        """The best ``k`` passages, best first, with their confidence."""
+        if self.dense is not None and self.embedder is not None and not self.embedder.failed:
+            hits = self._hybrid(query, k)
+            if hits is not None:
+                return hits
+        slots, found = self.lexical(query)
         found.sort(key=lambda f: (-f[0], f[3].passage.key))
         hits: list[Hit] = []
         for score, coverage, similarity, doc in found[:k]:
@@ -320,6 +401,72 @@ class Index:
             confidence = confidence_of(coverage, title_coverage, similarity, margin)
             hits.append(Hit(doc.passage, score, confidence, coverage, similarity, title_coverage, margin))
         return hits
+
+
+    def dense_query(self, query: str) -> str:
+        """The question as the embedding model should see it: words it does not know
+        (likely typos) replaced by the closest knowledge-base word."""
+        embedder = self.embedder
+
+        def fix(match: re.Match[str]) -> str:
+            word = match.group(0)
+            if len(word) < 4 or word in STOPWORDS or word in self.vocabulary or embedder is None or embedder.knows(word):
+                return word
+            stem = self.analyzer.stem(word)
+            if stem in self.idf or stem in self.synonyms or _misspelt_stopword(word):
+                return word
+            return self._closest_word(word) or word
+
+        return _WORD.sub(fix, _CONTRACTION.sub("", _fold(query)))
+
+    def _closest_word(self, word: str) -> str | None:
+        limit = 1 if len(word) <= 5 else 2
+        best: tuple[int, str] | None = None
+        for known, stem in self.vocabulary.items():
+            if stem not in self.idf or (known[0] != word[0] and known[:2] != word[1::-1]):
+                continue
+            d = edit_distance(word, known, limit)
+            if d <= limit and (best is None or (d, known) < best):
+                best = (d, known)
+        return best[1] if best else None
+
+    def _hybrid(self, query: str, k: int) -> list[Hit] | None:
+        assert self.dense is not None and self.embedder is not None
+        slots, found = self.lexical(query)
+        if not slots:
+            return []
+        vectors = self.embedder.embed([self.dense_query(query)])
+        if vectors is None:
+            return None
+        dense = self.dense.passage_similarity(vectors[0])
+        lexical = {id(doc): (score, coverage, similarity) for score, coverage, similarity, doc in found}
+        rows = []
+        for n, doc in enumerate(self.docs):
+            score, coverage, similarity = lexical.get(id(doc), (0.0, 0.0, 0.0))
+            fused = score / (score + LEXICAL_HALF) + DENSE_WEIGHT * float(dense[n])
+            rows.append((fused, float(dense[n]), coverage, similarity, doc))
+        average = float(dense.mean())
+        rows.sort(key=lambda r: (-r[0], r[4].passage.key))
+        hits: list[Hit] = []
+        for fused, cosine, coverage, similarity, doc in rows[:k]:
+            rival = next((r for r in rows if r[4].passage.entry_id != doc.passage.entry_id), None)
+            fused_margin = fused - rival[0] if rival else fused
+            dense_margin = cosine - max((r[1] for r in rows if r[4].passage.entry_id != doc.passage.entry_id), default=0.0)
+            title_coverage = self._title_coverage(slots, doc)
+            lead = cosine - average
+            confidence = hybrid_confidence_of(coverage, title_coverage, lead, dense_margin, fused_margin)
+            hits.append(
+                Hit(doc.passage, fused, confidence, coverage, similarity, title_coverage, fused_margin, cosine, dense_margin, lead)
+            )
+        return hits
+
+
+def hybrid_confidence_of(coverage: float, title_coverage: float, dense_lead: float, dense_margin: float, fused_margin: float) -> float:
+    """Like ``confidence_of``, for the index with embeddings (logistic, fitted on the dev split)."""
+    z = HYBRID_BIAS + sum(
+        w * x for w, x in zip(HYBRID_WEIGHTS, (coverage, title_coverage, dense_lead, dense_margin, fused_margin))
+    )
+    return 1 / (1 + math.exp(-z))
 
 
 def confidence_of(coverage: float, title_coverage: float, similarity: float, margin: float) -> float:

@@ -1,11 +1,13 @@
 """The retrieval-only assistant measured on the evaluation set (tests/kb_eval/questions.yaml).
 
 The issue's bar is top-1 >= 0.90 on answerable paraphrases and abstention
->= 0.95 on unanswerable questions. The shipped retrieval does not reach it
-on the held-out test split yet: the floors below guard what it does reach
-(so a change cannot make it worse unnoticed), and the target test is an
-expected failure that turns into an error the day it passes, so the
-numbers here get raised. Run ``python bench/kb_eval.py --misses`` for details.
+>= 0.95 on unanswerable questions. The shipped retrieval (keywords blended
+with the all-MiniLM-L6-v2 sentence embeddings) does not reach it on the
+held-out test split yet: the floors below guard what it does reach, with and
+without the model (so a change cannot make it worse unnoticed), and the
+target test is an expected failure that turns into an error the day it
+passes, so the numbers here get raised. Run ``python bench/kb_eval.py
+--misses`` for details (``--lexical`` for the fallback).
 """
 
 from __future__ import annotations
@@ -33,11 +35,22 @@ def _bench() -> ModuleType:
 
 KB_EVAL = _bench()
 INDEX, TITLES = KB_EVAL.build_index()
+LEXICAL, _ = KB_EVAL.build_index(lexical=True)
 QUESTIONS = KB_EVAL.load_questions()
 
 
-def _result(split: str):  # type: ignore[no-untyped-def]
-    return KB_EVAL.evaluate(INDEX, TITLES, QUESTIONS, split, DEFAULT_MIN_CONFIDENCE)
+def _result(split: str, index=INDEX):  # type: ignore[no-untyped-def]
+    return KB_EVAL.evaluate(index, TITLES, QUESTIONS, split, DEFAULT_MIN_CONFIDENCE)
+
+
+def _holdout(lexical: bool):  # type: ignore[no-untyped-def]
+    index, titles = KB_EVAL.build_index(KB_EVAL.HOLDOUT / "kb.yaml", lexical=lexical)
+    questions = KB_EVAL.load_questions(KB_EVAL.HOLDOUT / "questions.yaml")
+    return KB_EVAL.evaluate(index, titles, questions, "holdout", DEFAULT_MIN_CONFIDENCE)
+
+
+def test_the_evaluation_measures_the_shipped_model_and_the_fallback():
+    assert INDEX.dense is not None and LEXICAL.dense is None
 
 
 def test_the_evaluation_set_is_big_enough_and_names_real_entries():
@@ -49,9 +62,13 @@ def test_the_evaluation_set_is_big_enough_and_names_real_entries():
     assert {q["expect"] for split in (test, dev) for q in split["answerable"]} <= set(TITLES.values())
 
 
-@pytest.mark.parametrize(("split", "top1", "abstention"), [("dev", 0.80, 0.96), ("test", 0.72, 0.92)])
-def test_retrieval_only_does_not_fall_below_its_measured_quality(split, top1, abstention):
-    result = _result(split)
+# Measured: with the model dev 0.878/0.960, test 0.810/0.950; keywords only dev 0.805/0.960, test 0.730/0.925.
+@pytest.mark.parametrize(
+    ("split", "lexical", "top1", "abstention"),
+    [("dev", False, 0.87, 0.96), ("test", False, 0.80, 0.95), ("dev", True, 0.80, 0.96), ("test", True, 0.72, 0.92)],
+)
+def test_retrieval_only_does_not_fall_below_its_measured_quality(split, lexical, top1, abstention):
+    result = _result(split, LEXICAL if lexical else INDEX)
     assert result.top1_accuracy >= top1, result.misses
     assert result.abstention_rate >= abstention, result.misses
 
@@ -63,8 +80,11 @@ def test_retrieval_only_meets_the_issue_targets_on_the_test_split():
 
 
 def test_on_the_untuned_holdout_domain_it_still_abstains_and_answers_some():
-    """A coffee-shop knowledge base written after tuning (tests/kb_eval/holdout): the honest estimate."""
-    index, titles = KB_EVAL.build_index(KB_EVAL.HOLDOUT / "kb.yaml")
-    questions = KB_EVAL.load_questions(KB_EVAL.HOLDOUT / "questions.yaml")
-    result = KB_EVAL.evaluate(index, titles, questions, "holdout", DEFAULT_MIN_CONFIDENCE)
-    assert result.top1_accuracy >= 0.55 and result.abstention_rate >= 0.95, result.misses
+    """A coffee-shop knowledge base written after tuning (tests/kb_eval/holdout): the honest estimate.
+
+    Measured: with the model 0.667 / 0.850 (it answers more, and abstains on 17
+    of 20 instead of 19), keywords only 0.567 / 0.950.
+    """
+    hybrid, lexical = _holdout(lexical=False), _holdout(lexical=True)
+    assert hybrid.top1_accuracy >= 0.65 and hybrid.abstention_rate >= 0.85, hybrid.misses
+    assert lexical.top1_accuracy >= 0.55 and lexical.abstention_rate >= 0.95, lexical.misses
