@@ -16,12 +16,13 @@ without a database or a model:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from core import validation as v
 from core.assistant_config import AssistantConfig
+from core.assistant_texts import DEFAULT_LANGUAGE, texts_for
 from core.llm import NO_ANSWER
 from core.retrieval import Hit, Passage
 
@@ -44,18 +45,50 @@ _HUMAN = [
         r"\bi\s*('d like|would like|want|need)\s+(to\s+(talk|speak|chat)\s+(to|with)\s+)?"
         r"(a |an |the )?(person|human|agent|operator|representative|someone)\b",
         r"\b(not|no) (a )?(bot|robot|machine)\b",
+        # The widget's other languages (es, fr, de, pt): asking for a person, not asking about one.
+        r"\b(hablar|chatear|comunicarme|contactar|hablo)\s+con\s+(una |un |el |la |alg[uú]n |alguna )?"
+        r"(persona|humano|agente|operador|asesor|alguien)\b",
+        r"\b(persona real|humano)\b",
+        r"\b(parler|discuter|[ée]changer)\s+(à|avec)\s+(une |un |le |la )?(personne|humain|agent|conseill[eè]re?|"
+        r"op[ée]rat(eur|rice)|quelqu'un)\b",
+        r"\b(vraie personne|[êe]tre humain|humain)\b",
+        r"\b(sprechen|reden|chatten|verbinden)\b.*\bmit\s+(einem |einer |dem |der )?(menschen|mitarbeiter(in)?|"
+        r"berater(in)?|person|jemandem)\b|\bmit\s+(einem |einer |dem |der )?(menschen|mitarbeiter(in)?|berater(in)?|"
+        r"person|jemandem)\b.*\b(sprechen|reden|chatten|verbinden|verbunden)\b",
+        r"\b(echte[nr]? (person|mensch(en)?)|mensch aus fleisch)\b",
+        r"\b(falar|conversar)\s+com\s+(uma |um |o |a |algum |alguma )?(pessoa|humano|atendente|agente|operador|algu[ée]m)\b",
+        r"\b(pessoa real|humano)\b",
     )
 ]
 _BOOKING = re.compile(
     r"\b(book|schedule|arrange|set up|setup|plan)\b[\w\s]{0,20}?\b(call|demo|meeting|appointment|consultation|"
     r"session|slot|time)\b|\bbook(ing)? (a|an)\b|\bappointment\b"
 )
-_GREETING = re.compile(r"^(hi|hello|hey|hiya|howdy|yo|good (morning|afternoon|evening)|greetings)( there| all| team)?$")
-_THANKS = re.compile(r"^((ok|okay|great|perfect|cool|awesome|nice|super|got it),? )*(thanks?|thank you|thx|ty|cheers)( (so|very) much| a lot)?$")
-_BYE = re.compile(r"^(bye|goodbye|see you|cya|that'?s all)$")
-_DECLINE = re.compile(r"^(no|nope|no thanks?|no thank you|not now|cancel|never ?mind|skip|nah)\b")
+_GREETING = re.compile(
+    r"^(hi|hello|hey|hiya|howdy|yo|good (morning|afternoon|evening)|greetings)( there| all| team)?$"
+    r"|^(hola|buenas|buenos d[ií]as|buenas (tardes|noches)|bonjour|bonsoir|salut|coucou|hallo|guten (tag|morgen|abend)"
+    r"|moin|servus|ol[aá]|oi|bom dia|boa (tarde|noite))( a todos| tout le monde| zusammen| pessoal)?$"
+)
+_THANKS = re.compile(
+    r"^((ok|okay|great|perfect|cool|awesome|nice|super|got it),? )*(thanks?|thank you|thx|ty|cheers)( (so|very) much| a lot)?$"
+    r"|^((vale|perfecto|genial|d'accord|parfait|ok|okay|gut|perfeito|[oó]timo|super),? )*"
+    r"(muchas gracias|gracias|merci( beaucoup| bien)?|danke( sch[öo]n| sehr)?|vielen dank|"
+    r"(muito )?obrigad[oa])$"
+)
+_BYE = re.compile(
+    r"^(bye|goodbye|see you|cya|that'?s all|adi[oó]s|hasta luego|chao|au revoir|[àa] bient[ôo]t|tsch[üu]ss|"
+    r"auf wiedersehen|tchau|at[ée] logo|adeus)$"
+)
+_DECLINE = re.compile(
+    r"^(no|nope|no thanks?|no thank you|not now|cancel|never ?mind|skip|nah|non|nein|n[ãa]o|omitir|passer|"
+    r"[üu]berspringen|pular)\b"
+)
 _SOFT_BREAK = re.compile(r"(?<=\S)[ \t]*\n(?![ \t]*(\n|[-*+] |\d+[.)] |#|```|>|\|))[ \t]*")
-_NAME_LEAD = re.compile(r"^(my name is|my name's|i am|i'm|im|this is|it's|its|name:?|call me)\s+", re.I)
+_NAME_LEAD = re.compile(
+    r"^(my name is|my name's|i am|i'm|im|this is|it's|its|name:?|call me|me llamo|mi nombre es|soy|"
+    r"je m'appelle|je suis|moi c'est|ich bin|ich hei(ß|ss)e|mein name ist|me chamo|meu nome [ée]|sou|eu sou)\s+",
+    re.I,
+)
 
 
 @dataclass
@@ -78,6 +111,8 @@ class Situation:
     visitor_name: str | None = None
     visitor_email: str | None = None
     earlier_question: str | None = None  # the visitor's previous message, when this one is a follow-up
+    language: str | None = None  # the conversation's (browser) language, e.g. "pt-BR": our lines follow it
+    custom_texts: Mapping[str, str] | None = None  # lines the widget's admin wrote: they win over ours
 
 
 @dataclass(frozen=True)
@@ -99,32 +134,18 @@ class Reply:
 
 # ---------------------------------------------------------------- texts
 
-
-def _texts() -> dict[str, str]:
-    return {
-        "handoff_asked": "Sure, I'm getting someone from the team. They'll reply right here in this chat.",
-        "handoff_unknown": "I don't have an answer to that, so I've passed your question to the team. "
-        "Someone will reply right here shortly.",
-        "unknown": "I'm sorry, I don't know the answer to that.",
-        "nobody": "Nobody from the team is available right now.",
-        "ask_email": "If you leave your email address here, they'll get back to you.",
-        "ask_email_form": "Leave your email address here, or use the form, and they'll get back to you.",
-        "form_only": "You can leave them a message with the form and they'll get back to you.",
-        "try_later": "Please try again a little later.",
-        "rephrase": "Could you put it another way? You can also ask for a person at any time.",
-        "ask_name": "Thanks! And what's your name? (You can also just say skip.)",
-        "bad_email": "That doesn't look like a complete email address. Could you check it?",
-        "email_again": "I need an email address so the team can reply. What is it? (Or say no thanks.)",
-        "declined": "No problem. Is there anything else I can help with?",
-        "greeting": "Hi! I'm {name}. Ask me anything and I'll answer from what the team has written down, "
-        "or ask for a person at any time.",
-        "thanks": "You're welcome! Anything else I can help with?",
-        "bye": "Thanks for stopping by. Goodbye!",
-        "booking": "You can book a time with us here: {link}",
-    }
+# The English lines, for callers that want them; replies use the conversation's
+# language (core/assistant_texts.py).
+TEXTS = texts_for(DEFAULT_LANGUAGE)
 
 
-TEXTS = _texts()
+def _t(situation: Situation) -> dict[str, str]:
+    return texts_for(situation.language, situation.custom_texts)
+
+
+def _own_name(config: AssistantConfig, t: dict[str, str]) -> str:
+    """The name the assistant introduces itself with: the admin's, or "Assistant" in the visitor's language."""
+    return t["assistant"] if config.name == AssistantConfig.name else config.name
 
 
 # ---------------------------------------------------------------- reading the visitor
@@ -225,26 +246,27 @@ def escalate(
 ) -> tuple[Reply, ThreadState]:
     """Hand over to a person when one is there; otherwise offer the form and ask for an email."""
     asked = reason in {"asked_for_human", "keyword"}
+    t = _t(situation)
     if situation.humans_available:
-        text = TEXTS["handoff_asked"] if asked else TEXTS["handoff_unknown"]
+        text = t["handoff_asked"] if asked else t["handoff_unknown"]
         return Reply("handoff", text, hits=tuple(hits), reason=reason), replace(
             state, status="handed_off", reason=reason, lead=None
         )
     need = _need(situation)
-    opening = TEXTS["nobody"] if asked else f"{TEXTS['unknown']} {TEXTS['nobody']}"
+    opening = t["nobody"] if asked else f"{t['unknown']} {t['nobody']}"
     form = _prefill(situation, state, need) if situation.offline_form else None
     known_email = (state.lead or {}).get("email") or situation.visitor_email
     if config.collect_contact and not known_email:
-        ask = TEXTS["ask_email_form"] if form else TEXTS["ask_email"]
+        ask = t["ask_email_form"] if form else t["ask_email"]
         lead = {"step": "email", "need": need, "tries": 0, "name": situation.visitor_name}
         return Reply("ask_email", f"{opening} {ask}", hits=tuple(hits), offer_form=form, reason=reason), replace(
             state, lead=lead, reason=reason
         )
     if known_email and config.collect_contact:
         lead = {"name": (state.lead or {}).get("name") or situation.visitor_name, "email": known_email, "need": need}
-        text = f"{opening} I've passed your question on; the team will reply to {known_email}."
+        text = f"{opening} {t['passed_on'].format(email=known_email)}"
         return Reply("lead", text, hits=tuple(hits), lead=lead, reason=reason), replace(state, lead=None, reason=reason)
-    tail = TEXTS["form_only"] if form else TEXTS["try_later"]
+    tail = t["form_only"] if form else t["try_later"]
     return Reply("offer_form", f"{opening} {tail}", hits=tuple(hits), offer_form=form, reason=reason), replace(
         state, reason=reason
     )
@@ -254,28 +276,30 @@ def _collect(state: ThreadState, situation: Situation, config: AssistantConfig) 
     """The visitor is giving their contact details; None when they moved on to something else."""
     lead = dict(state.lead or {})
     text = situation.text.strip()
+    t = _t(situation)
     if lead.get("step") == "name":
         name = find_name(text)  # None for "skip" or a question: the email is what matters
         captured = {"name": name or lead.get("name"), "email": lead.get("email"), "need": lead.get("need")}
         who = f", {captured['name']}" if captured["name"] else ""
-        reply = Reply("lead", f"Thank you{who}! The team will get back to you at {captured['email']}.", lead=captured)
+        reply = Reply("lead", t["lead_thanks"].format(who=who, email=captured["email"]), lead=captured)
         return reply, replace(state, lead=None)
     email, attempted = find_email(text)
     if email:
         lead.update(email=email, step="name")
         if lead.get("name"):
             captured = {"name": lead["name"], "email": email, "need": lead.get("need")}
-            return Reply("lead", f"Thank you, {lead['name']}! The team will get back to you at {email}.", lead=captured), replace(
+            thanks = t["lead_thanks"].format(who=f", {lead['name']}", email=email)
+            return Reply("lead", thanks, lead=captured), replace(
                 state, lead=None
             )
-        return Reply("ask_name", TEXTS["ask_name"]), replace(state, lead=lead)
+        return Reply("ask_name", t["ask_name"]), replace(state, lead=lead)
     if attempted:
-        return Reply("ask_email", TEXTS["bad_email"]), replace(state, lead=lead)
+        return Reply("ask_email", t["bad_email"]), replace(state, lead=lead)
     if _DECLINE.match(text.lower()):
-        return Reply("smalltalk", TEXTS["declined"]), replace(state, lead=None)
+        return Reply("smalltalk", t["declined"]), replace(state, lead=None)
     if len(text.split()) <= 4 and "?" not in text and lead.get("tries", 0) < 1:
         lead["tries"] = lead.get("tries", 0) + 1
-        return Reply("ask_email", TEXTS["email_again"]), replace(state, lead=lead)
+        return Reply("ask_email", t["email_again"]), replace(state, lead=lead)
     return None  # a question: stop collecting and answer it
 
 
@@ -289,6 +313,7 @@ def decide(
 ) -> tuple[Reply, ThreadState]:
     """The reply to one visitor message and the conversation's next state."""
     text = situation.text
+    t = _t(situation)
     if asks_for_human(text):
         return escalate(state, situation, config, "asked_for_human", hits)
     keyword = matched_keyword(text, config.escalation_keywords)
@@ -304,12 +329,12 @@ def decide(
         # Contact details offered unprompted: take them as a lead for the question before.
         need = (situation.earlier_question or text)[:MAX_NEED]
         lead = {"name": situation.visitor_name, "email": email, "need": need}
-        return Reply("lead", f"Thank you! The team will get back to you at {email}.", lead=lead), state
+        return Reply("lead", t["lead_thanks"].format(who="", email=email), lead=lead), state
     talk = small_talk(text)
     if talk is not None:
-        return Reply("smalltalk", TEXTS[talk].format(name=config.name)), state
+        return Reply("smalltalk", t[talk].format(name=_own_name(config, t))), state
     if config.booking_link and asks_to_book(text):
-        return Reply("booking", TEXTS["booking"].format(link=config.booking_link)), replace(state, unanswered=0)
+        return Reply("booking", t["booking"].format(link=config.booking_link)), replace(state, unanswered=0)
     threshold = config.min_confidence if config.min_confidence is not None else DEFAULT_MIN_CONFIDENCE
     best = confident_hit(hits, threshold)
     if best is None:
@@ -329,7 +354,8 @@ def not_answered(
         return escalate(state, situation, config, "low_confidence", hits)
     if state.unanswered >= config.max_unanswered_turns:
         return escalate(state, situation, config, "unanswered_turns", hits)
-    return Reply("dont_know", f"{TEXTS['unknown']} {TEXTS['rephrase']}", hits=tuple(hits)), state
+    t = _t(situation)
+    return Reply("dont_know", f"{t['unknown']} {t['rephrase']}", hits=tuple(hits)), state
 
 
 def answered(state: ThreadState) -> ThreadState:

@@ -40,8 +40,10 @@ from core.assistant import (
     system_prompt,
 )
 from core.assistant_config import AssistantConfig
+from core.assistant_texts import texts_for
 from core.assistant_state import (
     ACTIVE,
+    AI_REPLY,
     add_usage,
     get_config,
     load_thread,
@@ -53,6 +55,7 @@ from core.chat import ChatService
 from core.clock import utcnow
 from core.db import Database
 from core.events import EventBus
+from core.fanout import plan_root_update
 from core.knowledge import IndexCache
 from core.leads import LEAD_CREATED, capture_lead
 from core.llm import ChatTurn, LLMError, LLMProvider, LLMRequest, Providers
@@ -63,7 +66,7 @@ from core.status import StatusWatcher
 
 log = logging.getLogger(__name__)
 
-KIND = "ai.reply"
+KIND = AI_REPLY
 TRANSCRIPT_MESSAGES = 10
 MAX_TURN_CHARS = 1500
 DEFAULT_TIMEOUT_S = 20.0
@@ -159,6 +162,7 @@ class AssistantService:
                 visitor_name=conv.visitor_name,
                 visitor_email=conv.visitor_email,
                 earlier_question=earlier,
+                language=conv.language,
             )
             provider = self._provider(config, spent)
             hits = index.search(message.text)
@@ -237,10 +241,14 @@ class AssistantService:
             if await _a_person_replied(session, current.id):
                 await stop_assistant(session, current.id, "agent_replied")
                 return False
-            state_now, _ = await load_thread(session, current.id, lock=True)
+            state_now, answered_before = await load_thread(session, current.id, lock=True)
             if state_now.status != ACTIVE:
                 return False  # a person took over while we were thinking: stay quiet
             await save_thread(session, current.id, new_state, answered_seq=message.seq)
+            if new_state.status != ACTIVE or (answered_before == 0 and message.seq > 1):
+                # The thread's root offers "Take over" while the assistant answers: it handed the
+                # chat over (the button goes), or it started in a chat people had (the button comes).
+                await plan_root_update(session, current)
             if tokens:
                 await add_usage(session, widget.id, tokens)
             if reply.lead and reply.lead.get("email"):
@@ -253,9 +261,8 @@ class AssistantService:
                 leads.append(lead)
             return True
 
-        stored = await self.chat.bot_message(
-            conv.id, reply.text, author=config.name, actions=_actions(reply, config), within=bookkeeping
-        )
+        actions = _actions(reply, config, conv.language)
+        stored = await self.chat.bot_message(conv.id, reply.text, author=config.name, actions=actions, within=bookkeeping)
         for lead in leads:
             await self.bus.publish(LEAD_CREATED, {"widget_id": widget.id, "conversation_id": conv.id, "lead": lead})
             await self.bus.publish(
@@ -264,15 +271,17 @@ class AssistantService:
         return stored.id if stored is not None else None
 
     # ------------------------------------------------------------------ trying a question
-    async def ask(self, widget: Widget, question: str) -> dict[str, Any]:
-        """What the assistant would answer to ``question`` as a first message; nothing is stored
-        except the model's token usage (it is spent)."""
+    async def ask(self, widget: Widget, question: str, *, language: str | None = None) -> dict[str, Any]:
+        """What the assistant would answer to ``question`` as a first message (from a visitor whose
+        browser speaks ``language``); nothing is stored except the model's token usage (it is spent)."""
         async with self.db.read() as session:
             config = await get_config(session, widget.id)
             index = await self.indexes.index_for(session, widget.id)
             spent = await tokens_used(session, widget.id)
         status = await self.watcher.status_of(widget)
-        situation = Situation(text=question, humans_available=status.online, offline_form=widget.offline_form)
+        situation = Situation(
+            text=question, humans_available=status.online, offline_form=widget.offline_form, language=language
+        )
         provider = self._provider(config, spent)
         hits = index.search(question)
         reply, state = decide(situation, ThreadState(), hits, config, use_model=provider is not None)
@@ -291,18 +300,19 @@ class AssistantService:
             "reason": reply.reason,
             "confidence": round(hits[0].confidence, 3) if hits else 0.0,
             "matches": [match_to_json(h) for h in hits],
-            "actions": _actions(reply, config),
+            "actions": _actions(reply, config, language),
             "tokens": tokens,
         }
 
 
-def _actions(reply: Reply, config: AssistantConfig) -> list[dict[str, Any]]:
+def _actions(reply: Reply, config: AssistantConfig, language: str | None = None) -> list[dict[str, Any]]:
     """Extra UI the widget can show under the bot's message (see the report in docs)."""
     actions: list[dict[str, Any]] = []
     if reply.offer_form is not None:
         actions.append({"type": "offline_form", "prefill": reply.offer_form})
     if reply.kind == "booking" and config.booking_link:
-        actions.append({"type": "link", "label": "Book a time", "url": config.booking_link})
+        label = texts_for(language)["booking_label"]
+        actions.append({"type": "link", "label": label, "url": config.booking_link})
     if reply.hands_off:
         actions.append({"type": "handoff"})
     return actions

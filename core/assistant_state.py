@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.assistant import ThreadState
 from core.assistant_config import AssistantConfig, clean_config, config_from
 from core.clock import utcnow
-from core.models import AssistantSettings, AssistantThread, AssistantUsage
+from core.models import AssistantSettings, AssistantThread, AssistantUsage, Conversation, OutboxItem, Widget
 
+AI_REPLY = "ai.reply"  # the outbox kind of the assistant's answers (core/fanout.py plans them)
 ACTIVE = "active"
 HANDED_OFF = "handed_off"
 STOPPED = "stopped"
@@ -45,6 +46,35 @@ async def assistant_speaks(session: AsyncSession, conversation_id: int) -> bool:
         await session.execute(select(AssistantThread.status).where(AssistantThread.conversation_id == conversation_id))
     ).scalar_one_or_none()
     return status in (None, ACTIVE)
+
+
+async def assistant_answering(session: AsyncSession, conv: Conversation, widget: Widget) -> bool:
+    """Whether a chat's thread root should offer "Take over": the chat is open and unclaimed, its
+    widget has the assistant on, the assistant was asked to answer in it (an ``ai.reply`` was
+    planned, possibly not yet handled) and nobody has silenced it since."""
+    if conv.status != "open" or conv.claimed_by is not None or not widget.ai_enabled:
+        return False
+    status = (
+        await session.execute(select(AssistantThread.status).where(AssistantThread.conversation_id == conv.id))
+    ).scalar_one_or_none()
+    if status is not None:
+        return status == ACTIVE
+    planned = select(OutboxItem.id).where(
+        OutboxItem.ref_type == "conversation", OutboxItem.ref_id == conv.id, OutboxItem.kind == AI_REPLY
+    )
+    return (await session.execute(planned.limit(1))).scalar_one_or_none() is not None
+
+
+async def quiet_reason(session: AsyncSession, conversation_id: int) -> tuple[str, str | None] | None:
+    """(status, reason) when the assistant no longer speaks in the conversation, else None."""
+    row = (
+        await session.execute(
+            select(AssistantThread.status, AssistantThread.reason).where(AssistantThread.conversation_id == conversation_id)
+        )
+    ).one_or_none()
+    if row is None or row.status == ACTIVE:
+        return None
+    return row.status, row.reason
 
 
 async def load_thread(session: AsyncSession, conversation_id: int, *, lock: bool = False) -> tuple[ThreadState, int]:

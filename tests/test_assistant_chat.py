@@ -292,3 +292,46 @@ async def test_an_agent_replying_while_the_model_thinks_wins_and_the_bot_stays_q
     frames = await visitor.quiet(2.0)
     assert "bot" not in [f["from"] for f in frames if f["type"] == "message"]
     assert await _count(services, Message, Message.sender == "bot") == 0
+
+
+async def test_the_assistants_own_lines_follow_the_language_the_widget_sent(client, widget, worker, services):
+    async with services.db.write() as session:
+        await update_config(session, widget.id, {"booking_link": "https://cal.example/deskbell"})
+    visitor = await Visitor.connect(client, widget.key, language="es-ES")
+    await visitor.say("what's the weather in paris today", "c1")
+    reply = await bot_reply(visitor)
+    assert reply["text"].startswith("Lo siento, no sé la respuesta.") and "email" in reply["text"]
+    await visitor.say("Can I book a demo call?", "c2")
+    booking = await bot_reply(visitor)
+    assert booking["text"] == "Puedes reservar una cita con nosotros aquí: https://cal.example/deskbell"
+    assert booking["actions"] == [{"type": "link", "label": "Reservar una cita", "url": "https://cal.example/deskbell"}]
+
+
+async def test_the_take_over_button_is_offered_while_the_assistant_may_answer(client, widget, worker, services):
+    from core.assistant_state import assistant_answering
+    from core.models import Conversation, Widget
+
+    async def offered(conversation_id: int) -> bool:
+        async with services.db.read() as session:
+            conv = await session.get(Conversation, conversation_id)
+            row = await session.get(Widget, conv.widget_id)
+            return await assistant_answering(session, conv, row)
+
+    visitor = await Visitor.connect(client, widget.key)
+    ack = await visitor.say(EMBED_QUESTION, "c1")
+    await bot_reply(visitor)
+    assert await offered(ack["conversation_id"]) is True
+    await services.chat.take_over(ack["conversation_id"])
+    assert await offered(ack["conversation_id"]) is False
+
+    async with services.db.write() as session:
+        plain = await create_widget(session, {"name": "No AI"})
+    other = await Visitor.connect(client, plain.key)
+    assert await offered((await other.say("hello", "c1"))["conversation_id"]) is False  # no assistant on that widget
+    third = await Visitor.connect(client, widget.key)
+    ack3 = await third.say("hello", "c1")
+    await services.chat.claim(ack3["conversation_id"], await _agent_on_duty(services))
+    assert await offered(ack3["conversation_id"]) is False  # claimed: a person has it
+    live = await Visitor.connect(client, widget.key)
+    assert live.welcome["status"]["mode"] == "live"  # Ana is on duty now
+    assert await offered((await live.say("hello", "c1"))["conversation_id"]) is False  # the assistant was not asked

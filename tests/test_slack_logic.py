@@ -68,6 +68,25 @@ def test_a_claimed_root_drops_claim_and_a_closed_one_drops_both():
     assert "Closed" in json.dumps(closed) and not [b for b in closed if b["type"] == "actions"]
 
 
+def test_while_the_assistant_may_answer_the_root_offers_take_over_until_claimed_or_closed():
+    _text, root = blocks.root_message(_conv(), "Shop", first_text="hi", claimed_by=None, assistant=True)
+    [actions] = [b for b in root if b["type"] == "actions"]
+    assert [(e["action_id"], e["value"]) for e in actions["elements"]] == [
+        ("deskbell_claim", "7"), ("deskbell_take_over", "7"), ("deskbell_close", "7")
+    ]
+    assert "The assistant is answering" in json.dumps(root)
+    _text, claimed = blocks.root_message(_conv(claimed_by=3), "Shop", first_text=None, claimed_by="Ana", assistant=True)
+    assert [e["action_id"] for b in claimed if b["type"] == "actions" for e in b["elements"]] == ["deskbell_close"]
+    _text, closed = blocks.root_message(_conv(status="closed"), "Shop", first_text=None, claimed_by=None, assistant=True)
+    assert not [b for b in closed if b["type"] == "actions"]
+
+
+def test_take_over_texts_say_who_and_why_nothing_changed():
+    assert blocks.take_over_note("Ana <3").startswith(":raising_hand: *Ana &lt;3* took over from the assistant")
+    assert "someone already took over" in blocks.assistant_quiet_text("stopped", "taken_over")
+    assert "handed the chat to the team" in blocks.assistant_quiet_text("handed_off", "keyword")
+
+
 def test_an_unknown_time_zone_just_leaves_the_local_time_out():
     assert blocks.visitor_local_time("Mars/Olympus", T0) is None
     assert blocks.visitor_local_time(None, T0) is None
@@ -80,6 +99,8 @@ def test_relayed_lines_say_who_wrote_them():
     assert console == {"text": "*Ana* (console): On it"}
     note = blocks.relay_message(Message(sender="agent", author="Ana", text="note: VIP", internal=True))
     assert note["text"].startswith(":memo: *Note* by Ana")
+    bot = blocks.relay_message(Message(sender="bot", author="Sam", text="Use <b>", internal=False))
+    assert bot == {"text": ":robot_face: *Sam* (AI): Use &lt;b&gt;"}
 
 
 def test_offline_post_offers_mark_handled_until_handled():

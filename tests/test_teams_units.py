@@ -81,6 +81,24 @@ def test_a_claimed_card_loses_claim_and_a_closed_one_loses_both():
     assert "actions" not in closed and any("Closed (handled by Ana)" in t for t in texts(closed))
 
 
+def test_while_the_assistant_may_answer_the_card_offers_take_over_until_claimed_or_closed():
+    card = cards.root_card(facts(assistant=True))
+    assert [(a["title"], a["data"]) for a in card["actions"]] == [
+        ("Claim", {"deskbell": "claim", "conversation_id": 7}),
+        ("Take over", {"deskbell": "take_over", "conversation_id": 7}),
+        ("Close", {"deskbell": "close", "conversation_id": 7}),
+    ]
+    assert any("The assistant is answering" in t for t in texts(card))
+    assert [a["title"] for a in cards.root_card(facts(assistant=True, claimed_by="Ana"))["actions"]] == ["Close"]
+    assert "actions" not in cards.root_card(facts(assistant=True, status="closed"))
+
+
+def test_take_over_texts_say_who_and_why_nothing_changed():
+    assert cards.take_over_note("Ana").startswith("Ana took over from the assistant")
+    assert cards.assistant_quiet_text("stopped", "agent_replied").endswith("someone from the team already replied.")
+    assert "handed the chat to the team" in cards.assistant_quiet_text("handed_off", "asked_for_human")
+
+
 def test_unknown_time_zones_leave_the_local_time_out():
     assert not any("Local time" in t for t in texts(cards.root_card(facts(timezone="Mars/Olympus"))))
     assert cards.local_time(None, STARTED) is None
@@ -112,6 +130,8 @@ def test_the_status_card_says_duty_availability_and_widget_states():
         ({"deskbell": "close", "conversation_id": "5"}, cards.CardAction("close", 5)),
         ({"deskbell": "handled", "offline_message_id": 9}, cards.CardAction("handled", 9)),
         ({"action": {"type": "Action.Execute", "verb": "claim", "data": {"conversation_id": 5}}}, cards.CardAction("claim", 5)),
+        ({"deskbell": "take_over", "conversation_id": 5}, cards.CardAction("take_over", 5)),
+        ({"action": {"type": "Action.Execute", "verb": "take_over", "data": {"conversation_id": 5}}}, cards.CardAction("take_over", 5)),
         ({"deskbell": "claim"}, None),
         ({"deskbell": "claim", "conversation_id": True}, None),
         ({"deskbell": "claim", "conversation_id": -1}, None),

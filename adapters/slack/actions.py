@@ -1,10 +1,12 @@
-"""Buttons and the App Home: Claim/Close on a chat's root, "Mark handled" on an
-offline message, duty and stay-available toggles at home.
+"""Buttons and the App Home: Claim/Close/Take over on a chat's root, "Mark
+handled" on an offline message, duty and stay-available toggles at home.
 
 Clicks are acknowledged first. Core makes double clicks harmless (a second
-claim is refused with Conflict, a second close does nothing); the person who
-lost the race is told ephemerally. The root message itself is updated
-through the outbox, like every post.
+claim is refused with Conflict, a second close or take-over does nothing);
+the person who lost the race is told ephemerally. After Claim and Close the
+root message is updated through the outbox, like every post; "Take over"
+refreshes the root it was pressed on at once and says who took over in the
+thread.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
 from core.agents import agent_state
+from core.assistant_state import assistant_answering, quiet_reason
 from core.availability import agent_available
-from core.bindings import mark_broken
+from core.bindings import bindings_for_channel, mark_broken, thread_for
 from core.clock import utcnow
+from core.conversations import get_conversation
 from core.errors import DomainError
-from core.models import Agent, ChannelBinding, Conversation, OfflineMessage, ThreadLink, Widget
+from core.models import Agent, ChannelBinding, Conversation, Message, MessageLink, OfflineMessage, ThreadLink, Widget
 from core.offline import set_status
 from core.services import Services
 
@@ -73,6 +77,69 @@ class Actions:
             await self.svc.chat.close(int(action["value"]), agent.id)
         except DomainError as exc:
             await self._tell(client, body, f"Not closed: {exc.message}")
+
+    async def take_over(self, ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
+        """Silence the assistant in this chat: no more AI replies; a person answers from here on."""
+        await ack()
+        team, user, channel = _ids(body)
+        try:
+            agent = await self.directory.agent_for(team, user, client)
+            conversation_id = int(action["value"])
+            async with self.svc.db.read() as session:
+                conv = await get_conversation(session, conversation_id)
+                bindings = await bindings_for_channel(session, "slack", team, channel or "")
+            binding = next((b for b in bindings if b.widget_id == conv.widget_id), None)
+            if binding is None or not channel:
+                await self._tell(client, body, "This chat does not belong to a widget bound to this channel.")
+                return
+            if conv.status != "open":
+                await self._tell(client, body, "This chat is closed.")
+                return
+            stopped = await self.svc.chat.take_over(conversation_id)
+            await self.svc.chat.agent_seen(agent.id)
+            root_ts = await self._refresh_root(client, conversation_id, binding, body)
+            if stopped and root_ts:
+                try:
+                    await client.chat_postMessage(channel=channel, thread_ts=root_ts, text=blocks.take_over_note(agent.name))
+                except Exception as exc:
+                    log.warning("could not say in chat %s's thread who took over: %s", conversation_id, exc)
+            elif not stopped:
+                async with self.svc.db.read() as session:
+                    status, reason = await quiet_reason(session, conversation_id) or (None, None)
+                await self._tell(client, body, blocks.assistant_quiet_text(status, reason))
+        except DomainError as exc:
+            await self._tell(client, body, f"Not taken over: {exc.message}")
+
+    async def _refresh_root(
+        self, client: AsyncWebClient, conversation_id: int, binding: ChannelBinding, body: dict[str, Any]
+    ) -> str | None:
+        """Rebuild the chat's root in this channel from the database (as the relay does); its ts."""
+        pressed_on = (body.get("container") or {}).get("message_ts") or (body.get("message") or {}).get("ts")
+        async with self.svc.db.read() as session:
+            conv = await get_conversation(session, conversation_id)
+            widget = await session.get(Widget, conv.widget_id)
+            thread = await thread_for(session, conv.id, binding.id)
+            ts = (thread.root_ref if thread is not None else None) or pressed_on
+            if widget is None or not ts:
+                return None
+            first = (
+                await session.execute(
+                    select(Message)
+                    .join(MessageLink, MessageLink.message_id == Message.id)
+                    .where(MessageLink.binding_id == binding.id, MessageLink.platform_ref == ts)
+                )
+            ).scalar_one_or_none()
+            claimer = await session.get(Agent, conv.claimed_by) if conv.claimed_by else None
+            assistant = await assistant_answering(session, conv, widget)
+        text, root_blocks = blocks.root_message(
+            conv, widget.name, first_text=first.text if first else None,
+            claimed_by=claimer.name if claimer else None, assistant=assistant,
+        )
+        try:
+            await client.chat_update(channel=binding.channel_id, ts=ts, text=text, blocks=root_blocks)
+        except Exception as exc:  # the note still goes out; the next root update fixes the root
+            log.warning("could not refresh the root of chat %s in %s: %s", conversation_id, binding.channel_id, exc)
+        return ts
 
     async def offline_handled(self, ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
         """Marks the stored offline message handled, then shows it on the post."""

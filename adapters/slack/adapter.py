@@ -113,6 +113,7 @@ class SlackAdapter:
             app.command(name)(handler)
         app.action(blocks.CLAIM)(self.actions.claim)
         app.action(blocks.CLOSE)(self.actions.close)
+        app.action(blocks.TAKE_OVER)(self.actions.take_over)
         app.action(blocks.OFFLINE_HANDLED)(self.actions.offline_handled)
         app.action(blocks.HOME_DUTY)(self.actions.home_duty)
         app.action(blocks.HOME_STAY)(self.actions.home_stay)

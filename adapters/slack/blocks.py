@@ -17,6 +17,7 @@ from adapters.slack.text import escape, truncate
 
 CLAIM = "deskbell_claim"
 CLOSE = "deskbell_close"
+TAKE_OVER = "deskbell_take_over"
 OFFLINE_HANDLED = "deskbell_offline_handled"
 HOME_DUTY = "deskbell_home_duty"
 HOME_STAY = "deskbell_home_stay"
@@ -71,9 +72,14 @@ def thread_url(channel_id: str, ts: str) -> str:
 
 
 def root_message(
-    conv: Conversation, widget_name: str, *, first_text: str | None, claimed_by: str | None
+    conv: Conversation, widget_name: str, *, first_text: str | None, claimed_by: str | None, assistant: bool = False
 ) -> tuple[str, Blocks]:
-    """The message that opens a conversation's thread: who, where, and Claim/Close."""
+    """The message that opens a conversation's thread: who, where, and Claim/Close.
+
+    ``assistant``: the AI assistant is (or may start) answering this chat, so
+    the root offers "Take over" to silence it without writing to the visitor.
+    """
+    assistant = assistant and conv.status == "open" and not claimed_by
     who = f"*{escape(visitor_label(conv))}*"
     if conv.visitor_email:
         who += f" <mailto:{escape(conv.visitor_email)}|{escape(conv.visitor_email)}>"
@@ -91,6 +97,8 @@ def root_message(
         state = ":white_check_mark: Closed" + (f" · was claimed by {escape(claimed_by)}" if claimed_by else "")
     elif claimed_by:
         state = f":raising_hand: Claimed by *{escape(claimed_by)}*"
+    elif assistant:
+        state = ":robot_face: The assistant is answering · *Take over* (or reply in the thread) to answer yourself"
     else:
         state = ":bell: Waiting for someone to answer · reply in the thread"
     blocks: Blocks = [_section(f":wave: New chat from {who}")]
@@ -100,6 +108,8 @@ def root_message(
     blocks.append(_context(state))
     if conv.status == "open":
         buttons = [] if claimed_by else [_button("Claim", CLAIM, str(conv.id), "primary")]
+        if assistant:
+            buttons.append(_button("Take over", TAKE_OVER, str(conv.id)))
         buttons.append(_button("Close", CLOSE, str(conv.id), "danger"))
         blocks.append({"type": "actions", "block_id": f"conv_{conv.id}", "elements": buttons})
     fallback = f"New chat from {visitor_label(conv)}" + (f": {truncate(first_text, 200)}" if first_text else "")
@@ -120,7 +130,30 @@ def relay_message(message: Message) -> dict[str, Any]:
         return {"text": f":memo: *Note* by {author or 'an agent'}: {text}"}
     if message.sender == "agent":
         return {"text": f"*{author or 'Agent'}* (console): {text}"}
+    if message.sender == "bot":  # the assistant's answer, as the visitor read it
+        return {"text": f":robot_face: *{author or 'Assistant'}* (AI): {text}"}
     return {"text": f"_{text}_"}
+
+
+def take_over_note(agent_name: str) -> str:
+    """Said in the thread when someone presses "Take over"."""
+    return f":raising_hand: *{escape(agent_name)}* took over from the assistant: it stays quiet in this chat now. Reply in the thread to answer the visitor."
+
+
+QUIET_REASONS = {
+    "taken_over": "someone already took over",
+    "agent_replied": "someone from the team already replied",
+    "claimed": "the chat was claimed",
+}
+
+
+def assistant_quiet_text(status: str | None, reason: str | None) -> str:
+    """Told (ephemerally) to whoever presses "Take over" when the assistant is already quiet."""
+    if status == "handed_off":
+        why = "it handed the chat to the team"
+    else:
+        why = QUIET_REASONS.get(reason or "", "it is not answering this chat")
+    return f"The assistant is already quiet here: {why}. Reply in the thread to answer the visitor."
 
 
 def offline_post(row: OfflineMessage, widget_name: str, *, handled_by: str | None = None) -> tuple[str, Blocks]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 
@@ -21,11 +22,12 @@ from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from sqlalchemy import select
 
 from core.agents import agent_to_json, get_agent
-from core.bindings import bind_channel, bindings_for_channel, conversation_for_thread, mark_broken
+from core.assistant_state import assistant_answering, quiet_reason
+from core.bindings import bind_channel, bindings_for_channel, conversation_for_thread, mark_broken, thread_for
 from core.conversations import get_conversation
 from core.dedupe import first_time
 from core.errors import Conflict, DomainError, NotFound
-from core.models import ChannelBinding, MessageLink, Widget
+from core.models import Agent, ChannelBinding, Message, MessageLink, Widget
 from core.offline import get_offline_message, set_status
 from core.services import Services
 from core.widgets import find_widget
@@ -35,7 +37,7 @@ from adapters.teams.commands import Command, NotACommand, help_text, parse_comma
 from adapters.teams.directory import AgentRef, Directory
 from adapters.teams.ids import channel_part, event_key
 from adapters.teams.inbound import Inbound, read_inbound
-from adapters.teams.relay import offline_facts
+from adapters.teams.relay import chat_facts, offline_facts
 from adapters.teams.text import escape, to_plain
 
 PLATFORM = "teams"
@@ -283,7 +285,7 @@ class TeamsBot(ActivityHandler):
 
     # -- card buttons ---------------------------------------------------------
     async def _card_action(self, ctx: TurnContext, inb: Inbound, action: cards.CardAction) -> str | None:
-        """Claim, Close or Mark handled; returns what to tell the person, None when the card says it."""
+        """Claim, Close, Take over or Mark handled; returns what to tell the person, None when the card says it."""
         if not await self._first_time(inb, f"action:{action.verb}:{action.target_id}"):
             return None
         agent = await self._agent(ctx, inb)
@@ -297,6 +299,8 @@ class TeamsBot(ActivityHandler):
                 return "This chat does not belong to a widget bound to this channel."
             if action.verb == cards.CLAIM:
                 await self.svc.chat.claim(conv.id, agent.id)
+            elif action.verb == cards.TAKE_OVER:
+                return await self._take_over(ctx, inb, conv.id, conv.widget_id, agent)
             else:
                 await self.svc.chat.close(conv.id, agent.id)
         except Conflict as exc:
@@ -304,6 +308,53 @@ class TeamsBot(ActivityHandler):
         except NotFound:
             return "That chat no longer exists."
         return None  # the root card is updated through the outbox
+
+    async def _take_over(self, ctx: TurnContext, inb: Inbound, conversation_id: int, widget_id: int, agent: AgentRef) -> str | None:
+        """Silence the assistant in the chat, say who did in the chain, and drop the button from the card."""
+        async with self.svc.db.read() as session:
+            if (await get_conversation(session, conversation_id)).status != "open":
+                return "This chat is closed."
+        stopped = await self.svc.chat.take_over(conversation_id)
+        await self.svc.chat.agent_seen(agent.id)
+        await self._refresh_root(ctx, inb, conversation_id, widget_id)
+        if stopped:
+            await ctx.send_activity(_message(escape(cards.take_over_note(agent.name))))
+            return None
+        async with self.svc.db.read() as session:
+            status, reason = await quiet_reason(session, conversation_id) or (None, None)
+        return cards.assistant_quiet_text(status, reason)
+
+    async def _refresh_root(self, ctx: TurnContext, inb: Inbound, conversation_id: int, widget_id: int) -> None:
+        """Rebuild the chat's root card in this channel from the database, as the relay does."""
+        async with self.svc.db.read() as session:
+            bindings = await bindings_for_channel(session, PLATFORM, inb.tenant_id, inb.channel_id or "")
+            binding = next((b for b in bindings if b.widget_id == widget_id), None)
+            thread = await thread_for(session, conversation_id, binding.id) if binding is not None else None
+            root = (thread.root_ref if thread is not None else None) or inb.reply_to_id
+            if binding is None or not root:
+                return
+            conv = await get_conversation(session, conversation_id)
+            widget = await session.get(Widget, widget_id)
+            first = (
+                await session.execute(
+                    select(Message)
+                    .join(MessageLink, MessageLink.message_id == Message.id)
+                    .where(MessageLink.binding_id == binding.id, MessageLink.platform_ref == root)
+                )
+            ).scalar_one_or_none()
+            claimer = await session.get(Agent, conv.claimed_by) if conv.claimed_by else None
+            assistant = widget is not None and await assistant_answering(session, conv, widget)
+        if widget is None:
+            return
+        facts = replace(
+            chat_facts(conv, widget, claimed_by=claimer.name if claimer else None, first_text=first.text if first else None),
+            assistant=assistant,
+        )
+        activity = {"type": "message", "id": root, "summary": cards.root_summary(facts), "attachments": [cards.attachment(cards.root_card(facts))]}
+        try:
+            await ctx.update_activity(Activity.model_validate(activity))
+        except Exception as exc:  # the next root update through the outbox fixes the card
+            log.warning("could not refresh the root card of chat %s: %s", conversation_id, exc)
 
     async def _mark_handled(self, ctx: TurnContext, inb: Inbound, offline_id: int, agent: AgentRef, widget_ids: set[int]) -> str | None:
         async with self.svc.db.write() as session:

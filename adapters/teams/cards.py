@@ -19,7 +19,7 @@ CARD_CONTENT_TYPE = "application/vnd.microsoft.card.adaptive"
 SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
 VERSION = "1.4"
 ACTION_KEY = "deskbell"  # marks Action.Submit data as ours
-CLAIM, CLOSE, HANDLED = "claim", "close", "handled"
+CLAIM, CLOSE, HANDLED, TAKE_OVER = "claim", "close", "handled", "take_over"
 TEXT_MAX = 3000
 
 Card = dict[str, Any]
@@ -40,11 +40,12 @@ class ChatFacts:
     status: str  # open | closed
     claimed_by: str | None = None
     first_text: str | None = None
+    assistant: bool = False  # the AI assistant is (or may start) answering: offer "Take over"
 
 
 @dataclass(frozen=True)
 class CardAction:
-    verb: str  # claim | close | handled
+    verb: str  # claim | close | take_over | handled
     target_id: int  # a conversation id, or an offline message id for "handled"
 
 
@@ -82,14 +83,18 @@ def _submit(title: str, verb: str, target_key: str, target_id: int) -> dict[str,
     return {"type": "Action.Submit", "title": title, "data": {ACTION_KEY: verb, target_key: target_id}}
 
 
-def chat_status_line(status: str, claimed_by: str | None) -> str:
+def chat_status_line(status: str, claimed_by: str | None, assistant: bool = False) -> str:
     if status != "open":
         return f"Closed (handled by {claimed_by})" if claimed_by else "Closed"
-    return f"Claimed by {claimed_by}" if claimed_by else "Waiting for an agent"
+    if claimed_by:
+        return f"Claimed by {claimed_by}"
+    return "The assistant is answering (Take over, or reply, to answer yourself)" if assistant else "Waiting for an agent"
 
 
 def root_card(facts: ChatFacts) -> Card:
-    """The post that opens a chat's reply chain: who, where, when, and Claim/Close."""
+    """The post that opens a chat's reply chain: who, where, when, and Claim/Close (and Take over
+    while the assistant may be answering)."""
+    assistant = facts.assistant and facts.status == "open" and facts.claimed_by is None
     body: list[dict[str, Any]] = [
         {
             "type": "TextBlock",
@@ -108,7 +113,7 @@ def root_card(facts: ChatFacts) -> Card:
     when = local_time(facts.timezone, facts.started_at)
     if when:
         body.append(_fact("Local time", when))
-    body.append(_fact("Status", chat_status_line(facts.status, facts.claimed_by)))
+    body.append(_fact("Status", chat_status_line(facts.status, facts.claimed_by, assistant)))
     if facts.first_text:
         body.append({"type": "RichTextBlock", "separator": True, "inlines": [_run(facts.first_text)]})
     body.append(
@@ -124,6 +129,8 @@ def root_card(facts: ChatFacts) -> Card:
     if facts.status == "open":
         if facts.claimed_by is None:
             actions.append(_submit("Claim", CLAIM, "conversation_id", facts.conversation_id))
+        if assistant:
+            actions.append(_submit("Take over", TAKE_OVER, "conversation_id", facts.conversation_id))
         actions.append(_submit("Close", CLOSE, "conversation_id", facts.conversation_id))
     return _card(body, actions)
 
@@ -196,6 +203,24 @@ def status_summary(status: AgentStatus) -> str:
     return f"{status.name}: {'on duty' if status.on_duty else 'off duty'}, {'available' if status.available else 'not available'}"
 
 
+def take_over_note(agent_name: str) -> str:
+    """Said in the reply chain when someone presses "Take over" (plain text; the bot escapes it)."""
+    return f"{agent_name} took over from the assistant: it stays quiet in this chat now. Reply here to answer the visitor."
+
+
+QUIET_REASONS = {
+    "taken_over": "someone already took over",
+    "agent_replied": "someone from the team already replied",
+    "claimed": "the chat was claimed",
+}
+
+
+def assistant_quiet_text(status: str | None, reason: str | None) -> str:
+    """The answer to "Take over" when the assistant is already quiet in the chat."""
+    why = "it handed the chat to the team" if status == "handed_off" else QUIET_REASONS.get(reason or "", "it is not answering this chat")
+    return f"The assistant is already quiet here: {why}."
+
+
 def attachment(card: Card) -> dict[str, Any]:
     return {"contentType": CARD_CONTENT_TYPE, "content": card}
 
@@ -215,7 +240,7 @@ def parse_card_action(value: Any) -> CardAction | None:
     verb = value.get(ACTION_KEY)
     key = "offline_message_id" if verb == HANDLED else "conversation_id"
     target = value.get(key)
-    if verb not in (CLAIM, CLOSE, HANDLED):
+    if verb not in (CLAIM, CLOSE, TAKE_OVER, HANDLED):
         return None
     if isinstance(target, str) and target.isdigit():
         target = int(target)

@@ -65,4 +65,6 @@ def relay_line(sender: str, author: str | None, text: str, *, internal: bool = F
         if internal:
             return f"<b>Note by {who}</b> (the visitor does not see this): {body}"
         return f"<b>{who}</b> (to the visitor): {body}"
+    if sender == "bot":  # the assistant's answer, as the visitor read it
+        return f"<b>{escape(author or 'Assistant')}</b> (AI): {body}"
     return f"<i>{body}</i>"
