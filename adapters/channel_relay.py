@@ -10,12 +10,16 @@ from __future__ import annotations
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core.bindings import get_binding, mark_broken
+from sqlalchemy import and_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.bindings import get_binding, link_thread, mark_broken
 from core.db import Database
 from core.errors import NotFound
-from core.models import Agent, ChannelBinding, OutboxItem
+from core.models import Agent, ChannelBinding, Conversation, Message, MessageLink, OutboxItem, ThreadLink, Widget
 from core.outbox import Outcome
 
 log = logging.getLogger(__name__)
@@ -126,3 +130,59 @@ async def agent_name(session: Any, agent_id: int | None) -> str | None:
         return None
     agent = await session.get(Agent, agent_id)
     return agent.name if agent else None
+
+
+@dataclass(frozen=True)
+class RelayContext:
+    """What relaying one line needs, read in one query."""
+
+    conv: Conversation
+    message: Message
+    widget: Widget
+    thread: ThreadLink | None
+    claimed_by: str | None
+
+
+async def relay_context(session: AsyncSession, payload: dict[str, Any], binding_id: int) -> RelayContext:
+    """The conversation, the line, the widget, the thread on this binding and the claiming agent's
+    name: one round trip instead of five. Raises NotFound naming what is gone."""
+    conv_id, message_id = int(payload["conversation_id"]), int(payload["message_id"])
+    query = (
+        select(Conversation, Message, Widget, ThreadLink, Agent.name)
+        .select_from(Conversation)
+        .join(Message, Message.id == message_id)
+        .join(Widget, Widget.id == Conversation.widget_id)
+        .outerjoin(ThreadLink, and_(ThreadLink.conversation_id == Conversation.id, ThreadLink.binding_id == binding_id))
+        .outerjoin(Agent, Agent.id == Conversation.claimed_by)
+        .where(Conversation.id == conv_id)
+    )
+    row = (await session.execute(query)).first()
+    if row is None:  # say which one is gone
+        conv = await get_row(session, Conversation, conv_id)
+        await get_row(session, Message, message_id)
+        await get_row(session, Widget, conv.widget_id)
+        raise NotFound(f"conversation {conv_id} cannot be relayed")
+    conv, message, widget, thread, claimed_by = row
+    return RelayContext(conv, message, widget, thread, claimed_by)
+
+
+def link_message(message_id: int, binding_id: int, platform_ref: str) -> Callable[[AsyncSession], Awaitable[None]]:
+    """Effect for an outcome: where a relayed line landed, written with the attempt."""
+
+    async def write(session: AsyncSession) -> None:
+        session.add(MessageLink(message_id=message_id, binding_id=binding_id, platform_ref=platform_ref))
+
+    return write
+
+
+def link_root(
+    conversation_id: int, binding_id: int, *, thread_ref: str, root_ref: str, message_id: int | None
+) -> Callable[[AsyncSession], Awaitable[None]]:
+    """Effect for an outcome: the thread a root post opened (and the line it carries), written with the attempt."""
+
+    async def write(session: AsyncSession) -> None:
+        await link_thread(session, conversation_id, binding_id, thread_ref=thread_ref, root_ref=root_ref)
+        if message_id is not None:
+            session.add(MessageLink(message_id=message_id, binding_id=binding_id, platform_ref=root_ref))
+
+    return write

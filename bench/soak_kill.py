@@ -1,11 +1,13 @@
 """Benchmark 5 (issue 7): soak with SIGKILLs. Nothing acknowledged is lost or doubled.
 
     .venv/bin/python bench/soak_kill.py             # 200 msg/s for 5 min, 20 SIGKILLs
-    .venv/bin/python bench/soak_kill.py --quick     # 100 msg/s for 45 s, 3 SIGKILLs
+    .venv/bin/python bench/soak_kill.py --quick     # 100 msg/s for 45 s, 3 SIGKILLs, 400 visitors
 
 PostgreSQL + Redis, two ``deskbell web`` processes and one ``deskbell
 worker``, the fake Slack of the tests as a process; every widget is bound to
-its own Slack channel through the REST API. Visitors (half on each web
+its own Slack channel through the REST API. Two visitors share a widget, so
+both runs put 0.5 messages/s on each channel: half of what Slack (and
+deskbell's pacing) allows, leaving room to catch up after a kill. Visitors (half on each web
 process) send messages at the given total rate; each message is resent with
 the same ``client_id`` until acknowledged. At random moments a random one of
 the three processes gets SIGKILL and is started again at once; visitors whose
@@ -86,7 +88,7 @@ async def main() -> int:
     parser.add_argument("--rate", type=float, help="messages per second in total (default 200; 100 with --quick)")
     parser.add_argument("--duration", type=float, help="seconds (default 300; 45 with --quick)")
     parser.add_argument("--kills", type=int, help="SIGKILLs (default 20; 3 with --quick)")
-    parser.add_argument("--sockets", type=int, help="visitors (default 800; 200 with --quick)")
+    parser.add_argument("--sockets", type=int, help="visitors (default 800; 400 with --quick)")
     parser.add_argument("--drain", type=float, default=300.0, help="seconds to wait for Slack to get everything")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workers", type=int, default=2)
@@ -94,7 +96,7 @@ async def main() -> int:
     rate = args.rate or (100.0 if args.quick else 200.0)
     duration = args.duration or (45.0 if args.quick else 300.0)
     kills = args.kills if args.kills is not None else (3 if args.quick else 20)
-    sockets = args.sockets or (200 if args.quick else 800)
+    sockets = args.sockets or (400 if args.quick else 800)
     widgets_n = max(1, sockets // 2)
     rng = random.Random(args.seed)
     raise_fd_limit()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+from pathlib import Path
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -20,7 +22,7 @@ from bot import admin, admin_deliveries, admin_kb
 from bot.serve import ServeOptions, serve
 from bot.doctor import report, run_doctor
 from bot.logs import configure_logging
-from bot.settings import ConfigError, Settings
+from bot.settings import ConfigError, Settings, read_dotenv
 
 
 def _port(value: str) -> int:
@@ -42,7 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = verbs.add_parser(name, help=help_text)
         p.add_argument("--host", help="address to bind (default: DESKBELL_HOST or 127.0.0.1)")
         p.add_argument("--port", type=_port, help="port (default: PORT, else DESKBELL_PORT, else 8080)")
-    verbs.add_parser("worker", help="run scheduled jobs (one per deployment)")
+    p = verbs.add_parser("worker", help="deliver the outbox and run scheduled jobs (one or more per deployment)")
+    p.add_argument(
+        "--metrics-port", type=_port,
+        help="serve /metrics and /healthz on this port (default: DESKBELL_WORKER_METRICS_PORT; off when unset)",
+    )
+    p.add_argument("--host", help="address for --metrics-port (default: DESKBELL_HOST or 127.0.0.1)")
     verbs.add_parser("migrate", help="create or upgrade the database schema")
     _json_flag(verbs.add_parser("doctor", help="check the deployment end to end and say what to fix"))
 
@@ -110,6 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _worker_metrics_port(args: argparse.Namespace) -> int | None:
+    if args.metrics_port:
+        return int(args.metrics_port)
+    env = {**read_dotenv(Path(".env")), **os.environ}
+    raw = env.get("DESKBELL_WORKER_METRICS_PORT", "").strip()
+    if not raw:
+        return None
+    try:
+        return _port(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError("DESKBELL_WORKER_METRICS_PORT", str(exc)) from None
+
+
 def _json_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
@@ -132,6 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 mode=args.verb,
                 host=getattr(args, "host", None) or settings.host,
                 port=getattr(args, "port", None) or settings.port,
+                metrics_port=_worker_metrics_port(args) if args.verb == "worker" else None,
             )
             return serve(settings, options)
         if args.verb == "migrate":

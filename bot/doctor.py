@@ -16,7 +16,9 @@ import aiohttp
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
+from core.clock import utcnow
 from core.db import Database
+from core.leader import describe_workers, worker_heartbeats
 from core.models import ChannelBinding, WebhookEndpoint
 
 from bot.migrate import head_revision
@@ -182,7 +184,17 @@ async def check_webhooks(settings: Settings, db: Database) -> list[Finding]:
     return findings
 
 
-CHECKS: list[Check] = [check_database, check_redis, check_public_url, check_slack, check_teams, check_smtp, check_webhooks]
+async def check_worker(settings: Settings, db: Database) -> list[Finding]:
+    """Some worker wrote its heartbeat within a minute (nothing is delivered otherwise)."""
+    async with db.read() as session:
+        beats = await worker_heartbeats(session)
+    alive, message = describe_workers(beats, utcnow())
+    return [Finding("ok" if alive else "warn", "worker", message)]
+
+
+CHECKS: list[Check] = [
+    check_database, check_redis, check_public_url, check_slack, check_teams, check_smtp, check_webhooks, check_worker,
+]
 
 
 async def run_doctor(settings: Settings) -> list[Finding]:
@@ -192,7 +204,7 @@ async def run_doctor(settings: Settings) -> list[Finding]:
         findings += await check_database(settings, db)
         schema_ok = findings[-1].level != "fail"
         for check in CHECKS[1:]:
-            if not schema_ok and check in (check_slack, check_webhooks):
+            if not schema_ok and check in (check_slack, check_webhooks, check_worker):
                 continue  # they read tables that are not there
             try:
                 findings += await check(settings, db)

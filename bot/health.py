@@ -1,15 +1,26 @@
 """``/healthz`` (the process answers) and ``/readyz`` (its dependencies answer,
-plus ``warnings`` about offline messages that would reach nobody)."""
+plus ``warnings`` about offline messages that would reach nobody).
+
+Readiness (HTTP 503) depends only on what every request needs: the database
+and Redis. The platform bindings (Slack, Teams) and the worker are reported as
+checks, and a failing one makes the status ``degraded`` with HTTP 200: when
+the worker dies, web processes must stay in the load balancer (visitors'
+messages are still stored and acknowledged; the outbox delivers them when a
+worker is back), so a warning names the worker instead.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from adapters.http import SERVICES
+from core.clock import utcnow
 from core.db import Database
 from core.deliveries import delivery_warnings
+from core.leader import WORKER_STALE_AFTER, Heartbeat, describe_workers, worker_heartbeats
 
 
 CRITICAL = {"database", "redis"}
@@ -35,6 +46,9 @@ async def readyz(request: web.Request) -> web.Response:
     body: dict[str, object] = {"status": "ok" if healthy else "degraded" if ready else "error", "checks": checks}
     if checks.get("database", {}).get("status") == "ok":
         body["warnings"] = await _delivery_warnings(svc.db)
+    worker = checks.get("worker", {})
+    if worker.get("status") == "error":
+        body.setdefault("warnings", []).append({"code": "worker_down", "message": worker.get("error", "")})  # type: ignore[union-attr]
     return web.json_response(body, status=200 if ready else 503)
 
 
@@ -45,6 +59,35 @@ async def _delivery_warnings(db: Database) -> list[dict[str, object]]:
             return await asyncio.wait_for(delivery_warnings(session), timeout=5)
     except Exception as exc:  # a report must not break the readiness answer
         return [{"code": "check_failed", "message": f"{type(exc).__name__}: {exc}"[:300]}]
+
+
+def worker_check(db: Database) -> Callable[[], Awaitable[None]]:
+    """For a web process: some worker wrote a heartbeat within the last minute."""
+
+    async def check() -> None:
+        async with db.read() as session:
+            beats = await worker_heartbeats(session)
+        alive, message = describe_workers(beats, utcnow())
+        if not alive:
+            raise WorkerDown(message)
+
+    return check
+
+
+def local_worker_check(task: asyncio.Task[None], heartbeat: Heartbeat) -> Callable[[], Awaitable[None]]:
+    """For ``deskbell run``: the worker in this very process runs and can write its heartbeat."""
+
+    async def check() -> None:
+        if task.done():
+            raise WorkerDown("the worker inside this process stopped; see the log, then restart deskbell")
+        if heartbeat.last_ok is not None and utcnow() - heartbeat.last_ok > WORKER_STALE_AFTER:
+            raise WorkerDown(f"the worker has not written its heartbeat since {heartbeat.last_ok.isoformat()}")
+
+    return check
+
+
+class WorkerDown(Exception):
+    """No worker is delivering."""
 
 
 def setup_health_routes(app: web.Application) -> None:

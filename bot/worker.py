@@ -1,5 +1,6 @@
 """Background work that must not run in every web process: outbox deliveries,
-manager digests, agents-away alerts and periodic housekeeping."""
+manager digests, agents-away alerts, periodic housekeeping, and the worker's
+heartbeat (read by ``/readyz`` in every web process)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from core.clock import utcnow
 from core.db import Database
 from core.digest_runs import DigestRunner
 from core.dispatch import Dispatcher
+from core.leader import Heartbeat
 from core.models import AgentToken
 from core.privacy import purge_expired
 
@@ -81,10 +83,15 @@ async def run_minutely(jobs: dict[str, Callable[[], Awaitable[Any]]], stop: asyn
         scheduler.shutdown(wait=False)
 
 
-async def run_worker(db: Database, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
-    """Deliver the outbox, send digests and alerts, and keep house until ``stop`` is set."""
+async def run_worker(
+    db: Database, dispatcher: Dispatcher, stop: asyncio.Event, heartbeat: Heartbeat | None = None
+) -> None:
+    """Deliver the outbox, send digests and alerts, beat, and keep house until ``stop`` is set."""
     jobs = {
         "digests": DigestRunner(db, on_enqueued=dispatcher.wake).run_once,
         "agents_away_alerts": AwayAlertRunner(db, on_enqueued=dispatcher.wake).run_once,
     }
-    await asyncio.gather(dispatcher.run(stop), _housekeeping(db, stop), run_minutely(jobs, stop))
+    parts = [dispatcher.run(stop), _housekeeping(db, stop), run_minutely(jobs, stop)]
+    if heartbeat is not None:
+        parts.append(heartbeat.run(stop))
+    await asyncio.gather(*parts)

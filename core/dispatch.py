@@ -1,24 +1,53 @@
-"""Delivers outbox rows: claims due ones, runs their handlers, records outcomes."""
+"""Delivers outbox rows: claims due ones, runs their handlers, records outcomes.
+
+A dispatcher claims rows under its own ``holder`` id for a short lease
+(:data:`core.outbox.CLAIM_LEASE`) and renews the leases of every row it holds
+every :data:`core.outbox.RENEW_EVERY` while it works, so:
+
+- a slow handler that is alive keeps its row (no other worker posts it again);
+- a worker killed with SIGKILL stops renewing, and another worker (or the
+  restarted one) takes its rows over within the lease, a few seconds.
+
+Outcomes finishing together are recorded together: one write transaction
+(a locking read, one UPDATE, one INSERT of attempts, plus the handlers'
+``effects`` such as where a Slack post landed) for all of them. A worker waits
+for nothing to fill a group: while one transaction is in flight, outcomes
+queue for the next, so an idle worker records each at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import secrets
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from core import events as ev
 from core.clock import utcnow
 from core.db import Database
 from core.events import EventBus
-from core.metrics import Registry
-from core.outbox import OutboxItem, Outcome, claim_due, record
+from core.metrics import Labels, Registry, labels
+from core.outbox import (
+    CLAIM_LEASE,
+    RENEW_EVERY,
+    Finished,
+    OutboxItem,
+    Outcome,
+    claim_due,
+    record_many,
+    release,
+    renew,
+)
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[OutboxItem], Awaitable[Outcome]]
 HANDLER_TIMEOUT_S = 60.0
+RECORD_GROUP_MAX = 200
+STOP_GRACE_S = 5.0  # on stop, handlers already running get this long to finish and be recorded
 
 
 class Dispatcher:
@@ -28,10 +57,14 @@ class Dispatcher:
         bus: EventBus | None = None,
         *,
         batch: int = 50,
-        concurrency: int = 8,
+        concurrency: int = 32,
+        max_in_flight: int | None = None,
         poll_s: float = 1.0,
         clock: Callable[[], datetime] = utcnow,
         metrics: Registry | None = None,
+        lease: timedelta = CLAIM_LEASE,
+        renew_every: timedelta = RENEW_EVERY,
+        holder: str | None = None,
     ) -> None:
         self.db = db
         registry = metrics or Registry()
@@ -44,12 +77,32 @@ class Dispatcher:
         self._platform_errors = registry.counter(
             "deskbell_platform_errors_total", "Failed deliveries by destination platform (slack, teams, email...)."
         )
+        self._lost = registry.counter(
+            "deskbell_outbox_leases_lost_total",
+            "Rows this worker was delivering when another worker took them over (its lease renewals failed).",
+        )
+        self._record_txns = registry.counter(
+            "deskbell_outbox_record_transactions_total", "Write transactions that recorded delivery attempts."
+        )
+        registry.gauge("deskbell_outbox_in_flight", "Outbox rows this worker has claimed and not yet recorded.", self._in_flight_gauge)
         self.handlers: dict[str, Handler] = {}
         self.batch = batch
+        # Claim ahead only a little: rows a killed worker claimed wait out its lease, rows it
+        # never claimed are taken at once by the next worker.
+        self.max_in_flight = max_in_flight or max(batch, concurrency * 2)
         self.poll_s = poll_s
         self.clock = clock
+        self.lease = lease
+        self.renew_every = renew_every
+        self.holder = holder or secrets.token_hex(8)
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._in_flight: dict[int, OutboxItem] = {}
+        self._started: set[int] = set()  # in flight and handed to a handler
+        self._lost_ids: set[int] = set()
+        self._queue: list[tuple[Finished, asyncio.Future[None]]] = []
+        self._recorder: asyncio.Task[None] | None = None
         if bus is not None:
             bus.subscribe(ev.OUTBOX_ENQUEUED, self._on_enqueued)
 
@@ -62,29 +115,52 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
+    def _in_flight_gauge(self) -> dict[Labels, float]:
+        return {labels(): float(len(self._in_flight))}
+
+    # -- claiming ------------------------------------------------------------
+    async def _claim(self, limit: int) -> list[OutboxItem]:
+        async with self.db.write() as session:
+            items = await claim_due(
+                session, kinds=list(self.handlers), limit=limit, now=self.clock(), holder=self.holder, lease=self.lease
+            )
+        # A row of ours whose renewal came late is claimable again; we are still delivering it.
+        fresh = [item for item in items if item.id not in self._in_flight]
+        for item in fresh:
+            self._in_flight[item.id] = item
+        return fresh
+
     async def run_once(self) -> int:
         """Claim one batch of due rows and deliver them; return how many were tried."""
         if not self.handlers:
             return 0
-        async with self.db.write() as session:
-            items = await claim_due(session, kinds=list(self.handlers), limit=self.batch, now=self.clock())
-            claimed = [(item.id, item) for item in items]
-        await asyncio.gather(*(self._deliver(item) for _, item in claimed))
+        claimed = await self._claim(self.batch)
+        await asyncio.gather(*(self._deliver(item) for item in claimed))
         return len(claimed)
 
+    # -- delivering ----------------------------------------------------------
     async def _deliver(self, item: OutboxItem) -> None:
-        async with self._slots:
-            started = self.clock()
+        try:
+            async with self._slots:
+                self._started.add(item.id)
+                started = self.clock()
+                try:
+                    outcome = await asyncio.wait_for(self.handlers[item.kind](item), timeout=HANDLER_TIMEOUT_S)
+                except asyncio.TimeoutError:
+                    outcome = Outcome(False, detail=f"timed out after {HANDLER_TIMEOUT_S:.0f} s")
+                except Exception as exc:  # a handler bug must not stop other deliveries
+                    log.exception("delivery %s (%s) failed", item.id, item.kind)
+                    outcome = Outcome(False, detail=f"{type(exc).__name__}: {exc}")
             try:
-                outcome = await asyncio.wait_for(self.handlers[item.kind](item), timeout=HANDLER_TIMEOUT_S)
-            except asyncio.TimeoutError:
-                outcome = Outcome(False, detail=f"timed out after {HANDLER_TIMEOUT_S:.0f} s")
-            except Exception as exc:  # a handler bug must not stop other deliveries
-                log.exception("delivery %s (%s) failed", item.id, item.kind)
-                outcome = Outcome(False, detail=f"{type(exc).__name__}: {exc}")
-            async with self.db.write() as session:
-                await record(session, item.id, outcome, started_at=started, now=self.clock())
+                await self._record(Finished(item, outcome, started, self.clock()))
+            except Exception:  # the lease runs out and the row is delivered again: at least once
+                log.exception("could not record delivery %s (%s); it will be retried", item.id, item.kind)
             self._count(item, outcome)
+        finally:
+            self._in_flight.pop(item.id, None)
+            self._started.discard(item.id)
+            self._lost_ids.discard(item.id)
+            self._room.set()
 
     def _count(self, item: OutboxItem, outcome: Outcome) -> None:
         self._outcomes.inc(kind=item.kind, outcome="ok" if outcome.ok else "failed")
@@ -93,19 +169,135 @@ class Dispatcher:
         else:
             self._platform_errors.inc(platform=item.kind.split(".", 1)[0])
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Deliver until ``stop``; wake on new rows in this process, else poll."""
-        while not stop.is_set():
-            self._wake.clear()
+    # -- recording -----------------------------------------------------------
+    async def _record(self, finished: Finished) -> None:
+        """Queue the outcome for the next group write and wait until it is committed."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((finished, future))
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_queued())
+        await future
+
+    async def _record_queued(self) -> None:
+        while self._queue:
+            group, self._queue = self._queue[:RECORD_GROUP_MAX], self._queue[RECORD_GROUP_MAX:]
             try:
-                tried = await self.run_once()
+                await self._write_group([f for f, _ in group])
             except Exception:
-                log.exception("outbox dispatch failed; retrying")
-                tried = 0
-            if tried >= self.batch:
-                continue  # more may be due right now
-            waiter = asyncio.ensure_future(self._wake.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({waiter, stopper}, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
+                log.warning("recording %d deliveries together failed; recording them one by one", len(group), exc_info=True)
+                for finished, future in group:
+                    try:
+                        await self._write_one(finished)
+                    except Exception as exc:
+                        if not future.done():
+                            future.set_exception(exc)
+                    else:
+                        if not future.done():
+                            future.set_result(None)
+                continue
+            for _, future in group:
+                if not future.done():
+                    future.set_result(None)
+
+    async def _write_group(self, group: list[Finished]) -> None:
+        async with self.db.write() as session:
+            held = await record_many(session, group, self.holder)
+        self._record_txns.inc()
+        self._note_lost(f.item for f in group if f.item.id not in held)
+
+    async def _write_one(self, finished: Finished) -> None:
+        try:
+            await self._write_group([finished])
+        except Exception:  # e.g. what the effects write conflicts: keep the delivery's state right at least
+            log.exception("recording what delivery %s wrote failed; recording the attempt alone", finished.item.id)
+            async with self.db.write() as session:
+                held = await record_many(session, [finished], self.holder, effects=False)
+            self._record_txns.inc()
+            self._note_lost(finished.item for _ in [0] if finished.item.id not in held)
+
+    def _note_lost(self, items: Any) -> None:
+        for item in items:
+            self._lost.inc(kind=item.kind)
+            log.warning(
+                "delivery %s (%s) was taken over by another worker while this one delivered it; "
+                "it may reach its destination twice", item.id, item.kind,
+            )
+
+    # -- leases --------------------------------------------------------------
+    async def renew_leases(self) -> None:
+        """Extend the lease of every row in flight; note the ones another worker took."""
+        ids = list(self._in_flight)
+        if not ids:
+            return
+        async with self.db.write() as session:
+            held = await renew(session, ids, self.holder, now=self.clock(), lease=self.lease)
+        for item_id in ids:
+            if item_id not in held and item_id in self._in_flight and item_id not in self._lost_ids:
+                self._lost_ids.add(item_id)  # counted when its outcome cannot be recorded
+                log.warning("lost the lease on delivery %s while delivering it (renewals came too late)", item_id)
+
+    async def _keep_leases(self, stop: asyncio.Event) -> None:
+        every = self.renew_every.total_seconds()
+        while not stop.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=every)
+            try:
+                await self.renew_leases()
+            except Exception:
+                log.warning("renewing outbox leases failed; retrying", exc_info=True)
+
+    # -- the loop ------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until ``stop``: keep up to ``max_in_flight`` rows claimed; wake on new rows
+        in this process, when room frees up, else poll."""
+        keeper = asyncio.create_task(self._keep_leases(stop), name="outbox-leases")
+        tasks: dict[int, asyncio.Task[None]] = {}
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                self._room.clear()
+                room = self.max_in_flight - len(self._in_flight)
+                want = min(room, self.batch)
+                claimed: list[OutboxItem] = []
+                if want > 0 and self.handlers:
+                    try:
+                        claimed = await self._claim(want)
+                    except Exception:
+                        log.exception("outbox dispatch failed; retrying")
+                    for item in claimed:
+                        task = asyncio.create_task(self._deliver(item))
+                        tasks[item.id] = task
+                        task.add_done_callback(lambda t, i=item.id: tasks.pop(i) if tasks.get(i) is t else None)
+                    if claimed and len(claimed) >= want:
+                        await asyncio.sleep(0)  # let the new deliveries start, then claim more
+                        continue
+                waits = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
+                if want <= 0:
+                    waits.add(asyncio.ensure_future(self._room.wait()))
+                await asyncio.wait(waits, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
+                for waiter in waits:
+                    waiter.cancel()
+        finally:
+            await self._stop(tasks)
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await keeper
+
+    async def _stop(self, tasks: dict[int, asyncio.Task[None]]) -> None:
+        """Give back rows not started yet; let running handlers finish briefly, then leave
+        theirs to the lease (a handler cut off mid-post is delivered again: at least once)."""
+        waiting = [item_id for item_id in tasks if item_id not in self._started and not tasks[item_id].done()]
+        for item_id in waiting:  # still queued for a handler slot: nothing was sent, safe to cancel
+            tasks[item_id].cancel()
+        if waiting:
+            try:
+                async with self.db.write() as session:
+                    await release(session, waiting, self.holder, now=self.clock())
+            except Exception:
+                log.warning("could not give back %d claimed deliveries; their lease will run out", len(waiting))
+        pending = [t for t in tasks.values() if not t.done()]
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=STOP_GRACE_S)
+            for task in late:
+                task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)

@@ -7,16 +7,23 @@ attempt, and reschedules failures with backoff until they are delivered or
 marked dead. Rows sharing an ``ordering_key`` (one chat thread, say) are
 delivered one at a time in id order, so a reply never overtakes the message
 that opens its thread.
+
+Leases: a worker claims rows for :data:`CLAIM_LEASE` (a few seconds) under
+its ``holder`` id and renews them while their handlers run, so a SIGKILLed
+worker's rows are taken over within seconds while a slow but alive one keeps
+its rows. Finishing is fenced on ``claimed_by``: a worker that lost a row
+(renewals failed) cannot overwrite what the new holder records.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, bindparam, exists, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -25,7 +32,9 @@ from core.models import DeliveryAttempt, OutboxItem
 
 # About 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: the Standard Webhooks schedule.
 RETRY_DELAYS_S: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
-LEASE = timedelta(minutes=2)  # a claimed row not finished by then is claimed again
+LEASE = timedelta(minutes=2)  # a claim nobody renews (the CLI's test-send): claimed again after this
+CLAIM_LEASE = timedelta(seconds=6)  # a worker's claim, renewed every RENEW_EVERY while its handler runs
+RENEW_EVERY = timedelta(seconds=1.5)
 MAX_THROTTLED_ATTEMPTS = 100
 
 
@@ -40,6 +49,9 @@ class Outcome:
     retry_after: float | None = None
     permanent: bool = False
     result: dict[str, Any] | None = None  # e.g. the Slack ts of a posted root message
+    # Rows to write in the same transaction as the attempt (where a post landed: MessageLink,
+    # ThreadLink), so a delivered line costs one write transaction, not three.
+    effects: Callable[[AsyncSession], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
 
 
 def enqueue(
@@ -82,9 +94,15 @@ def _claimable(now: datetime) -> Any:
 
 
 async def claim_due(
-    session: AsyncSession, *, kinds: list[str], limit: int, now: datetime | None = None
+    session: AsyncSession,
+    *,
+    kinds: list[str],
+    limit: int,
+    now: datetime | None = None,
+    holder: str | None = None,
+    lease: timedelta = LEASE,
 ) -> list[OutboxItem]:
-    """Lease up to ``limit`` due rows to this worker.
+    """Lease up to ``limit`` due rows to ``holder``.
 
     PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets several workers claim side by
     side without waiting or double-claiming. SQLite has one writer at a time
@@ -108,45 +126,140 @@ async def claim_due(
     items = list((await session.execute(query)).scalars())
     for item in items:
         item.status = "delivering"
-        item.locked_until = now + LEASE
+        item.locked_until = now + lease
+        item.claimed_by = holder
     await session.flush()
     return items
+
+
+async def renew(
+    session: AsyncSession, ids: Sequence[int], holder: str, *, now: datetime | None = None, lease: timedelta = CLAIM_LEASE
+) -> set[int]:
+    """Extend ``holder``'s lease on the rows ``ids``; return the ids it still holds."""
+    if not ids:
+        return set()
+    now = now or utcnow()
+    result = await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id.in_(list(ids)), OutboxItem.status == "delivering", OutboxItem.claimed_by == holder)
+        .values(locked_until=now + lease)
+        .returning(OutboxItem.id)
+        .execution_options(synchronize_session=False)
+    )
+    return {int(i) for i in result.scalars()}
+
+
+async def release(session: AsyncSession, ids: Sequence[int], holder: str, *, now: datetime | None = None) -> int:
+    """Hand rows claimed but never started back (a worker stopping cleanly): due again at once."""
+    if not ids:
+        return 0
+    result = await session.execute(
+        update(OutboxItem)
+        .where(OutboxItem.id.in_(list(ids)), OutboxItem.status == "delivering", OutboxItem.claimed_by == holder)
+        .values(status="pending", locked_until=None, claimed_by=None, next_attempt_at=now or utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)
+
+
+def _next_state(attempts: int, outcome: Outcome, now: datetime) -> dict[str, Any]:
+    """The row's columns after its ``attempts``-th attempt ended with ``outcome``."""
+    state: dict[str, Any] = {"attempts": attempts, "locked_until": None, "claimed_by": None}
+    if outcome.ok:
+        return {**state, "status": "done", "done_at": now, "last_error": None, "result": outcome.result}
+    state["last_error"] = (outcome.detail or "failed")[:2000]
+    if outcome.retry_after is not None and not outcome.permanent and attempts < MAX_THROTTLED_ATTEMPTS:
+        # Throttled, not broken: wait as told without using up the retry schedule.
+        return {**state, "status": "pending", "next_attempt_at": now + timedelta(seconds=outcome.retry_after)}
+    delay = None if outcome.permanent else next_delay(attempts)
+    if delay is None:
+        return {**state, "status": "dead"}
+    return {**state, "status": "pending", "next_attempt_at": now + timedelta(seconds=delay)}
+
+
+def _attempt_row(item_id: int, number: int, outcome: Outcome, started_at: datetime, now: datetime) -> dict[str, Any]:
+    return {
+        "outbox_id": item_id,
+        "number": number,
+        "started_at": started_at,
+        "finished_at": now,
+        "ok": outcome.ok,
+        "status_code": outcome.status_code,
+        "detail": (outcome.detail or "")[:2000] or None,
+    }
 
 
 async def record(
     session: AsyncSession, item_id: int, outcome: Outcome, *, started_at: datetime, now: datetime | None = None
 ) -> OutboxItem:
-    """Log the attempt and move the row on: done, retry later, or dead."""
+    """Log the attempt and move the row on: done, retry later, or dead (unfenced: the CLI's test-send)."""
     now = now or utcnow()
     item = await session.get(OutboxItem, item_id, with_for_update=True)
     assert item is not None
-    item.attempts += 1
-    session.add(
-        DeliveryAttempt(
-            outbox_id=item.id,
-            number=item.attempts,
-            started_at=started_at,
-            finished_at=now,
-            ok=outcome.ok,
-            status_code=outcome.status_code,
-            detail=(outcome.detail or "")[:2000] or None,
-        )
-    )
-    item.locked_until = None
-    if outcome.ok:
-        item.status, item.done_at, item.last_error, item.result = "done", now, None, outcome.result
-        return item
-    item.last_error = (outcome.detail or "failed")[:2000]
-    if outcome.retry_after is not None and not outcome.permanent and item.attempts < MAX_THROTTLED_ATTEMPTS:
-        # Throttled, not broken: wait as told without using up the retry schedule.
-        item.status, item.next_attempt_at = "pending", now + timedelta(seconds=outcome.retry_after)
-        return item
-    delay = None if outcome.permanent else next_delay(item.attempts)
-    if delay is None:
-        item.status = "dead"
-    else:
-        item.status, item.next_attempt_at = "pending", now + timedelta(seconds=delay)
+    state = _next_state(item.attempts + 1, outcome, now)
+    session.add(DeliveryAttempt(**_attempt_row(item.id, state["attempts"], outcome, started_at, now)))
+    for key, value in state.items():
+        setattr(item, key, value)
+    if outcome.effects is not None:
+        await outcome.effects(session)
     return item
+
+
+@dataclass
+class Finished:
+    """One attempt a worker ran, to be recorded by :func:`record_many`."""
+
+    item: OutboxItem  # as claimed: ``attempts`` is the count before this attempt
+    outcome: Outcome
+    started_at: datetime
+    finished_at: datetime
+
+
+async def record_many(
+    session: AsyncSession, done: Sequence[Finished], holder: str, *, effects: bool = True
+) -> set[int]:
+    """Record several attempts in the caller's transaction, fenced on ``holder``.
+
+    A few statements whatever the number: one locking read of the rows still
+    held, one UPDATE and one INSERT (executemany), plus what the outcomes'
+    ``effects`` add. Returns the ids recorded; a row another worker took over
+    is left to it (its post is at-least-once, the new holder records the state),
+    but the ``effects`` still run: the post did land where they say.
+    """
+    if not done:
+        return set()
+    ids = [f.item.id for f in done]
+    held_q = select(OutboxItem.id).where(
+        OutboxItem.id.in_(ids), OutboxItem.status == "delivering", OutboxItem.claimed_by == holder
+    )
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        held_q = held_q.with_for_update()
+    held = {int(i) for i in (await session.execute(held_q)).scalars()}
+    updates: list[dict[str, Any]] = []
+    attempts: list[dict[str, Any]] = []
+    for f in done:
+        if f.item.id not in held:
+            continue
+        number = f.item.attempts + 1
+        state = _next_state(number, f.outcome, f.finished_at)
+        updates.append({"b_id": f.item.id, **{f"b_{k}": v for k, v in state.items()}, "_keys": tuple(sorted(state))})
+        attempts.append(_attempt_row(f.item.id, number, f.outcome, f.started_at, f.finished_at))
+    # One executemany per shape of change (done rows all look alike; failures differ).
+    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for u in updates:
+        by_shape.setdefault(u.pop("_keys"), []).append(u)
+    table = OutboxItem.__table__
+    for keys, params in by_shape.items():
+        stmt = update(table).where(table.c.id == bindparam("b_id")).values({k: bindparam(f"b_{k}") for k in keys})
+        await session.execute(stmt, params, execution_options={"synchronize_session": False})
+    if attempts:
+        await session.execute(insert(DeliveryAttempt.__table__), attempts)
+    if effects:
+        for f in done:
+            if f.outcome.effects is not None:
+                await f.outcome.effects(session)
+    await session.flush()
+    return held
 
 
 async def retry_dead(session: AsyncSession, item_id: int) -> OutboxItem | None:
@@ -154,7 +267,7 @@ async def retry_dead(session: AsyncSession, item_id: int) -> OutboxItem | None:
     item = await session.get(OutboxItem, item_id)
     if item is None or item.status != "dead":
         return item
-    item.status, item.next_attempt_at, item.attempts = "pending", utcnow(), 0
+    item.status, item.next_attempt_at, item.attempts, item.claimed_by = "pending", utcnow(), 0, None
     return item
 
 

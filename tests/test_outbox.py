@@ -229,3 +229,52 @@ async def test_unregistered_kinds_are_left_for_a_worker_that_can_deliver_them(db
     assert await dispatcher.run_once() == 0
     [item] = await _items(db)
     assert item.status == "pending"
+
+
+async def test_outcomes_finishing_together_are_recorded_in_one_transaction_with_their_effects(db: Database):
+    written: list[int] = []
+
+    def effect(n: int):  # type: ignore[no-untyped-def]
+        async def write(session) -> None:  # type: ignore[no-untyped-def]
+            written.append(n)
+
+        return write
+
+    gate = asyncio.Event()
+
+    async def handler(item: OutboxItem) -> Outcome:
+        await gate.wait()
+        return Outcome(True, result={"n": item.payload["n"]}, effects=effect(item.payload["n"]))
+
+    dispatcher = Dispatcher(db, clock=Clock(), batch=20)
+    dispatcher.register("test", handler)
+    await _enqueue(db, n=20)
+    run = asyncio.create_task(dispatcher.run_once())
+    await asyncio.sleep(0.1)
+    gate.set()
+    assert await run == 20
+    assert sorted(written) == list(range(20))
+    # one transaction for the first outcome, then the rest queued behind it: far fewer than 20
+    assert dispatcher._record_txns.values[()] <= 3
+    items = await _items(db)
+    assert {i.status for i in items} == {"done"} and all(i.attempts == 1 and i.claimed_by is None for i in items)
+    async with db.read() as session:
+        assert len(list((await session.execute(select(DeliveryAttempt))).scalars())) == 20
+
+
+async def test_a_worker_that_lost_its_row_does_not_overwrite_what_the_new_holder_records(db: Database):
+    from core.outbox import Finished, claim_due, record_many
+
+    clock = Clock()
+    await _enqueue(db)
+    async with db.write() as session:
+        [mine] = await claim_due(session, kinds=["test"], limit=1, now=clock(), holder="a", lease=timedelta(seconds=6))
+    clock.advance(seconds=7)  # "a" stopped renewing; "b" takes the row over and fails it
+    async with db.write() as session:
+        [theirs] = await claim_due(session, kinds=["test"], limit=1, now=clock(), holder="b", lease=timedelta(seconds=6))
+    async with db.write() as session:
+        assert await record_many(session, [Finished(theirs, Outcome(False, detail="b failed"), clock(), clock())], "b") == {theirs.id}
+    async with db.write() as session:  # "a" finishes late: fenced out
+        assert await record_many(session, [Finished(mine, Outcome(True), clock(), clock())], "a") == set()
+    [item] = await _items(db)
+    assert (item.status, item.attempts, item.last_error) == ("pending", 1, "b failed")

@@ -2,7 +2,8 @@
 
 Each handler reads what to post from the database (the truth), makes one or
 two Web API calls paced per channel, records where the post landed
-(:class:`ThreadLink`, :class:`MessageLink`) and reports an :class:`Outcome`.
+(:class:`ThreadLink`, :class:`MessageLink`) as the outcome's ``effects``, written in
+the transaction that records the attempt, and reports an :class:`Outcome`.
 Delivery is at least once: a crash between Slack's answer and our commit
 means a retry may post a line twice, never that a line is lost.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
+from core.assistant_state import assistant_answering
 from core.bindings import link_thread, thread_for
 from core.db import Database
 from core.digests import digest_text
@@ -22,7 +24,7 @@ from core.outbox import Outcome
 
 from adapters.slack import blocks
 from adapters.slack.clients import SlackClients
-from adapters.channel_relay import ChannelRelay, agent_name, get_row
+from adapters.channel_relay import ChannelRelay, agent_name, get_row, link_message, link_root, relay_context
 from adapters.slack.errors import Failure, classify
 from adapters.slack.pacing import ChannelPacer
 
@@ -41,31 +43,32 @@ class SlackRelay(ChannelRelay):
 
     async def _relay(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         async with self.db.read() as session:
-            conv = await get_row(session, Conversation, payload["conversation_id"])
-            message = await get_row(session, Message, payload["message_id"])
-            widget = await get_row(session, Widget, conv.widget_id)
-            thread = await thread_for(session, conv.id, binding.id)
-            claimed_by = await agent_name(session, conv.claimed_by)
+            ctx = await relay_context(session, payload, binding.id)
+            assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
+        conv, message = ctx.conv, ctx.message
         client = await self.clients.for_team(binding.workspace_id, outbox=True)
-        if thread is None:
+        if ctx.thread is None:
             opens = message.sender == "visitor"
             text, root_blocks = blocks.root_message(
-                conv, widget.name, first_text=message.text if opens else None, claimed_by=claimed_by
+                conv,
+                ctx.widget.name,
+                first_text=message.text if opens else None,
+                claimed_by=ctx.claimed_by,
+                assistant=assistant,
             )
             root_ts = await self._post(client, binding.channel_id, text=text, blocks=root_blocks)
-            async with self.db.write() as session:
+            if opens:  # the root carries the line: one post, recorded with the attempt
+                effects = link_root(conv.id, binding.id, thread_ref=root_ts, root_ref=root_ts, message_id=message.id)
+                return Outcome(True, status_code=200, result={"ts": root_ts, "thread_ts": root_ts}, effects=effects)
+            async with self.db.write() as session:  # kept even if the reply below fails: no second root
                 await link_thread(session, conv.id, binding.id, thread_ref=root_ts, root_ref=root_ts)
-                if opens:
-                    session.add(MessageLink(message_id=message.id, binding_id=binding.id, platform_ref=root_ts))
-            if opens:
-                return Outcome(True, status_code=200, result={"ts": root_ts, "thread_ts": root_ts})
             thread_ts = root_ts
         else:
-            thread_ts = thread.thread_ref
+            thread_ts = ctx.thread.thread_ref
         ts = await self._post(client, binding.channel_id, thread_ts=thread_ts, **blocks.relay_message(message))
-        async with self.db.write() as session:
-            session.add(MessageLink(message_id=message.id, binding_id=binding.id, platform_ref=ts))
-        return Outcome(True, status_code=200, result={"ts": ts, "thread_ts": thread_ts})
+        return Outcome(
+            True, status_code=200, result={"ts": ts, "thread_ts": thread_ts}, effects=link_message(message.id, binding.id, ts)
+        )
 
     async def _root_update(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         async with self.db.read() as session:
@@ -82,8 +85,11 @@ class SlackRelay(ChannelRelay):
                     .where(MessageLink.binding_id == binding.id, MessageLink.platform_ref == thread.root_ref)
                 )
             ).scalar_one_or_none()
+            assistant = await assistant_answering(session, conv, widget)
         client = await self.clients.for_team(binding.workspace_id, outbox=True)
-        text, root_blocks = blocks.root_message(conv, widget.name, first_text=first.text if first else None, claimed_by=claimed_by)
+        text, root_blocks = blocks.root_message(
+            conv, widget.name, first_text=first.text if first else None, claimed_by=claimed_by, assistant=assistant
+        )
         await client.chat_update(channel=binding.channel_id, ts=thread.root_ref, text=text, blocks=root_blocks)
         return Outcome(True, status_code=200, result={"ts": thread.root_ref})
 

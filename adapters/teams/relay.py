@@ -2,7 +2,8 @@
 
 Each handler reads what to post from the database (the truth), makes one or
 two connector calls paced per channel, records where the post landed
-(:class:`ThreadLink`, :class:`MessageLink`) and reports an :class:`Outcome`.
+(:class:`ThreadLink`, :class:`MessageLink`) as the outcome's ``effects``, written in
+the transaction that records the attempt, and reports an :class:`Outcome`.
 Delivery is at least once: a crash between Teams' answer and our commit
 means a retry may post a line twice, never that a line is lost.
 """
@@ -13,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from core.assistant_state import assistant_answering
 from core.bindings import link_thread, thread_for
 from core.db import Database
 from core.digests import digest_text
@@ -21,14 +23,16 @@ from core.outbox import Outcome
 
 from adapters.teams import cards
 from adapters.teams.connector import Connector
-from adapters.channel_relay import ChannelRelay, agent_name, get_row
+from adapters.channel_relay import ChannelRelay, agent_name, get_row, link_message, link_root, relay_context
 from adapters.teams.errors import Failure, classify
 from adapters.teams.pacing import Pacer
 from adapters.teams.text import relay_line
 
 
 
-def chat_facts(conv: Conversation, widget: Widget, *, claimed_by: str | None, first_text: str | None) -> cards.ChatFacts:
+def chat_facts(
+    conv: Conversation, widget: Widget, *, claimed_by: str | None, first_text: str | None, assistant: bool = False
+) -> cards.ChatFacts:
     return cards.ChatFacts(
         conversation_id=conv.id,
         widget_name=widget.name,
@@ -41,6 +45,7 @@ def chat_facts(conv: Conversation, widget: Widget, *, claimed_by: str | None, fi
         status=conv.status,
         claimed_by=claimed_by,
         first_text=first_text,
+        assistant=assistant,
     )
 
 
@@ -82,34 +87,39 @@ class TeamsRelay(ChannelRelay):
 
     async def _relay(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         async with self.db.read() as session:
-            conv = await get_row(session, Conversation, payload["conversation_id"])
-            message = await get_row(session, Message, payload["message_id"])
-            widget = await get_row(session, Widget, conv.widget_id)
-            thread = await thread_for(session, conv.id, binding.id)
-            claimed_by = await agent_name(session, conv.claimed_by)
+            ctx = await relay_context(session, payload, binding.id)
+            assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
+        conv, message = ctx.conv, ctx.message
         where = _where(binding)
-        if thread is None:
+        if ctx.thread is None:
             opens = message.sender == "visitor"
-            facts = chat_facts(conv, widget, claimed_by=claimed_by, first_text=message.text if opens else None)
+            facts = chat_facts(
+                conv,
+                ctx.widget,
+                claimed_by=ctx.claimed_by,
+                first_text=message.text if opens else None,
+                assistant=assistant,
+            )
             await self.pacer.wait(binding.channel_id)
             chain, root = await self.connector.create_chain(
                 channel_id=binding.channel_id, tenant_id=binding.config.get("tenant_id"), activity=root_activity(facts), **where
             )
-            async with self.db.write() as session:
+            if opens:  # the root carries the line: one post, recorded with the attempt
+                effects = link_root(conv.id, binding.id, thread_ref=chain, root_ref=root, message_id=message.id)
+                return Outcome(True, status_code=201, result={"conversation_id": chain, "activity_id": root}, effects=effects)
+            async with self.db.write() as session:  # kept even if the reply below fails: no second chain
                 await link_thread(session, conv.id, binding.id, thread_ref=chain, root_ref=root)
-                if opens:
-                    session.add(MessageLink(message_id=message.id, binding_id=binding.id, platform_ref=root))
-            if opens:
-                return Outcome(True, status_code=201, result={"conversation_id": chain, "activity_id": root})
             thread_ref = chain
         else:
-            thread_ref = thread.thread_ref
+            thread_ref = ctx.thread.thread_ref
         await self.pacer.wait(binding.channel_id)
         sent = await self.connector.send(conversation_id=thread_ref, activity=line_activity(message), **where)
-        if sent:
-            async with self.db.write() as session:
-                session.add(MessageLink(message_id=message.id, binding_id=binding.id, platform_ref=sent))
-        return Outcome(True, status_code=201, result={"conversation_id": thread_ref, "activity_id": sent})
+        return Outcome(
+            True,
+            status_code=201,
+            result={"conversation_id": thread_ref, "activity_id": sent},
+            effects=link_message(message.id, binding.id, sent) if sent else None,
+        )
 
     async def _root_update(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         async with self.db.read() as session:
@@ -126,7 +136,8 @@ class TeamsRelay(ChannelRelay):
                     .where(MessageLink.binding_id == binding.id, MessageLink.platform_ref == thread.root_ref)
                 )
             ).scalar_one_or_none()
-        facts = chat_facts(conv, widget, claimed_by=claimed_by, first_text=first.text if first else None)
+            assistant = await assistant_answering(session, conv, widget)
+        facts = chat_facts(conv, widget, claimed_by=claimed_by, first_text=first.text if first else None, assistant=assistant)
         await self.pacer.wait(binding.channel_id)
         await self.connector.update(
             conversation_id=thread.thread_ref, activity_id=thread.root_ref, activity=root_activity(facts), **_where(binding)
