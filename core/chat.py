@@ -8,6 +8,8 @@ these methods and never write to each other.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +19,10 @@ from core import events as ev
 from core.agents import get_agent, mark_seen, set_duty, update_agent
 from core.assistant_state import stop_assistant
 from core.conversations import (
+    Posted,
     VisitorContext,
+    clean_client_id,
+    clean_text,
     claim_conversation,
     close_conversation,
     conversation_to_json,
@@ -40,6 +45,9 @@ from core.metrics import Registry
 from core.fanout import plan_ai_reply, plan_message_relay, plan_root_update
 from core.errors import NotFound
 from core.models import Agent, Conversation, Message, MessageLink, Widget
+
+
+log = logging.getLogger(__name__)
 
 
 def _message_event(conv: Conversation, message: Message) -> dict[str, Any]:
@@ -89,6 +97,30 @@ class ChatService:
             "deskbell_messages_total", "Messages stored, by sender (counted once, where they arrive)."
         )
         self._assistant_answers: Callable[[Widget], Awaitable[bool]] | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self._wake_again = False
+        # Delivery planning reads destinations from a cache; the bus keeps it fresh
+        # across processes (changes here are published, changes elsewhere drop entries).
+        db.destinations.watch(bus)
+
+    def outbox_enqueued(self) -> None:
+        """``OUTBOX_ENQUEUED`` for rows already committed, without waiting and without
+        one publish (a Redis round trip in every process) per visitor line: lines
+        committed while a wake-up is on its way get one more after it."""
+        if self._wake is not None and not self._wake.done():
+            self._wake_again = True
+            return
+        self._wake = asyncio.ensure_future(self._publish_wakes())
+
+    async def _publish_wakes(self) -> None:
+        while True:
+            self._wake_again = False
+            try:
+                await self.bus.publish(ev.OUTBOX_ENQUEUED, {})
+            except Exception:  # the dispatcher still polls; the rows are committed
+                log.exception("could not publish %s", ev.OUTBOX_ENQUEUED)
+            if not self._wake_again:
+                return
 
     def use_assistant(self, answers: Callable[[Widget], Awaitable[bool]]) -> None:
         """Plan an ``ai.reply`` for visitor messages on widgets where ``answers(widget)`` (status mode "ai")."""
@@ -103,25 +135,43 @@ class ChatService:
         client_id: str | None,
         context: VisitorContext = VisitorContext(),
     ) -> tuple[Conversation, Message, bool]:
-        """Store, commit, then announce. Returns (conversation, message, duplicate)."""
+        """Store, commit, then announce. Returns (conversation, message, duplicate).
+
+        The write joins a group commit (``Database.write_batched``): lines
+        arriving together share one transaction, and this returns only after
+        the COMMIT holding this line, so the caller's ack still means stored.
+        Lines of one visitor on one widget keep their order (same ``key``).
+        """
+        cleaned = clean_text(text)  # checked before queueing: a bad line never joins a batch
+        client_id = clean_client_id(client_id)
         assistant = self._assistant_answers is not None and await self._assistant_answers(widget)
-        async with self.db.write() as session:
-            posted = await post_visitor_message(
-                session, widget, visitor_id, text, client_id=client_id, context=context
-            )
-            planned = 0 if posted.duplicate else await plan_message_relay(session, posted.conversation, posted.message)
-            if posted.started:
-                planned += await plan_conversation_started(session, widget, posted.conversation, posted.message)
-            if assistant and not posted.duplicate:
-                planned += await plan_ai_reply(session, posted.conversation, posted.message)
+
+        async def write(session: AsyncSession) -> tuple[Posted, int, dict[str, Any] | None, dict[str, Any] | None]:
+            with session.no_autoflush:  # outbox rows go in one INSERT at COMMIT
+                posted = await post_visitor_message(
+                    session, widget, visitor_id, cleaned, client_id=client_id, context=context
+                )
+                if posted.duplicate:
+                    return posted, 0, None, None
+                planned = await plan_message_relay(session, posted.conversation, posted.message)
+                if posted.started:
+                    planned += await plan_conversation_started(session, widget, posted.conversation, posted.message)
+                if assistant:
+                    planned += await plan_ai_reply(session, posted.conversation, posted.message)
+            # Events are built now: a later line of the same chat in the same batch
+            # refreshes the shared Conversation object (its last_seq).
+            started = _conversation_event(posted.conversation) if posted.started else None
+            return posted, planned, started, _message_event(posted.conversation, posted.message)
+
+        posted, planned, started, created = await self.db.write_batched(write, key=(widget.id, visitor_id))
         if planned:
-            await self.bus.publish(ev.OUTBOX_ENQUEUED, {})
-        if posted.duplicate:
+            self.outbox_enqueued()
+        if posted.duplicate or created is None:
             return posted.conversation, posted.message, True
         self._messages.inc(sender="visitor")
-        if posted.started:
-            await self.bus.publish(ev.CONVERSATION_UPDATED, _conversation_event(posted.conversation))
-        await self.bus.publish(ev.MESSAGE_CREATED, _message_event(posted.conversation, posted.message))
+        if started is not None:
+            await self.bus.publish(ev.CONVERSATION_UPDATED, started)
+        await self.bus.publish(ev.MESSAGE_CREATED, created)
         return posted.conversation, posted.message, False
 
     async def agent_message(

@@ -4,21 +4,39 @@ Writes go through :meth:`Database.write`, one transaction per domain change.
 On SQLite, writes in this process are serialized and start with
 ``BEGIN IMMEDIATE`` so a read-then-write transaction never fails with
 "database is locked" half way; readers use a separate engine and, thanks to
-WAL, never wait for writers.
+WAL, never wait for writers. Small writes on a visitor's critical path (a
+chat line, an offline form) use :meth:`Database.write_batched` instead: a
+group commit (core/group_commit.py) shares one transaction, and so the
+lock, BEGIN, COMMIT and fsync, among the writes queued meanwhile.
+
+SQLite runs with ``synchronous=FULL``, kept on purpose: the contracts say an
+acknowledged message or a 201 for an offline form is durable, and in WAL
+mode ``NORMAL`` can lose the last commits on a power cut or OS crash (not on
+a process crash). With group commit the fsync is paid once per batch, not
+once per message, so FULL costs little where it matters.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from core.destinations import INFO_KEY as DESTINATIONS
+from core.destinations import DestinationCache
+
+if TYPE_CHECKING:
+    from core.group_commit import GroupCommitter
+
+T = TypeVar("T")
 DEFAULT_URL = "sqlite+aiosqlite:///./deskbell.db"
 
 
@@ -62,6 +80,52 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+class WriteLock:
+    """The SQLite write lock of this process, with a fast lane for visitors.
+
+    Like ``asyncio.Lock`` (FIFO), except that an ``urgent`` waiter (a group
+    commit of visitor lines and forms, someone waiting for an ack) is let in
+    before normal waiters (the worker's bookkeeping) — but never twice in a
+    row while a normal waiter waits, so background work cannot starve.
+    """
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._urgent: deque[asyncio.Future[None]] = deque()
+        self._normal: deque[asyncio.Future[None]] = deque()
+        self._last_urgent = False
+
+    def locked(self) -> bool:
+        return self._locked
+
+    async def acquire(self, *, urgent: bool = False) -> None:
+        if not self._locked and not self._urgent and not self._normal:
+            self._locked, self._last_urgent = True, urgent
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        (self._urgent if urgent else self._normal).append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # handed the lock just as we were cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    (self._urgent if urgent else self._normal).remove(future)
+            raise
+        self._last_urgent = urgent
+
+    def release(self) -> None:
+        order = (self._normal, self._urgent) if self._last_urgent else (self._urgent, self._normal)
+        for waiters in order:
+            while waiters:
+                future = waiters.popleft()
+                if not future.done():
+                    future.set_result(None)  # handed over: stays locked
+                    return
+        self._locked = False
+
+
 class Database:
     """Engines and sessions for one database URL."""
 
@@ -81,9 +145,14 @@ class Database:
                 self._write_engine = self.engine
         except (ArgumentError, NoSuchModuleError) as exc:
             raise DatabaseUrlError(str(exc)) from exc
-        self._reader = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False)
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+        # Destinations of each widget, cached for delivery planning (core/destinations.py);
+        # sessions carry it so planning code finds it and commits can drop stale entries.
+        self.destinations = DestinationCache()
+        info = {DESTINATIONS: self.destinations}
+        self._reader = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
+        self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False, info=info)
+        self._write_lock = WriteLock() if self.is_sqlite else None
+        self._group: GroupCommitter | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -96,15 +165,40 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncSession]:
-        """One transaction: committed when the block ends, rolled back on error."""
+    async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncSession]:
+        """One transaction: committed when the block ends, rolled back on error.
+
+        ``urgent``: someone is waiting for this commit (on SQLite it goes
+        ahead of queued background writes; see :class:`WriteLock`).
+        """
         if self._write_lock is None:
             async with self._writer() as session, session.begin():
                 yield session
             return
-        async with self._write_lock:
+        await self._write_lock.acquire(urgent=urgent)
+        try:
             async with self._writer() as session, session.begin():
                 yield session
+        finally:
+            self._write_lock.release()
+
+    async def write_batched(self, fn: Callable[[AsyncSession], Awaitable[T]], *, key: Hashable | None = None) -> T:
+        """Run ``fn(session)`` in a transaction shared with other writes queued meanwhile
+        (group commit, core/group_commit.py); returns its result once committed.
+
+        For small, frequent writes on a visitor's critical path. ``fn`` may run
+        twice (alone, after a batch it was in failed), so it must create what
+        it adds inside the call; writes with the same ``key`` keep their order.
+        """
+        if self._group is None:
+            from core.group_commit import GroupCommitter
+
+            self._group = GroupCommitter(self)
+        return await self._group.submit(fn, key=key)
+
+    @property
+    def group_commit(self) -> GroupCommitter | None:
+        return self._group
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import webhooks as wh
 from core.clock import utcnow
 from core.conversations import conversation_to_json, message_to_json
+from core.destinations import any_push_key, destinations_of
 from core.digests import first_line
 from core.errors import Conflict, NotFound
 from core.fanout import plan_offline_message_channel_posts
@@ -46,16 +47,46 @@ def _widget_ref(widget: Widget) -> dict[str, Any]:
     return {"id": widget.id, "key": widget.key, "name": widget.name}
 
 
+async def _plan_webhooks(
+    session: AsyncSession,
+    widget_id: int,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    ref: tuple[str, int] | None = None,
+    ordered_by: str | None = None,
+) -> int:
+    """``core.webhooks.plan_webhook_event`` over the cached endpoints (core/destinations.py):
+    one row per enabled endpoint subscribed to ``event_type``, no query when nothing changed."""
+    assert event_type in wh.EVENT_TYPES, event_type
+    planned = 0
+    body: str | None = None
+    for endpoint in (await destinations_of(session, widget_id)).endpoints:
+        if not endpoint.enabled or event_type not in endpoint.events:
+            continue
+        body = body or wh.event_body(event_type, data)
+        wh._plan(session, endpoint, body, event_type, ref, ordered_by)  # type: ignore[arg-type]  # uses .id and .url
+        planned += 1
+    return planned
+
+
+async def _plan_pushes(session: AsyncSession, widget: Widget, push: Push, *, ref: tuple[str, int]) -> int:
+    """Pushover rows; skipped without a query while no agent has a key (the usual case)."""
+    if not await any_push_key(session):
+        return 0
+    return await plan_pushes(session, widget, push, ref=ref)
+
+
 async def plan_offline_message(session: AsyncSession, widget: Widget, row: OfflineMessage) -> int:
     """Every destination of a new offline message: team email, webhooks, channels, pushes."""
     ref = ("offline_message", row.id)
     data = {"widget": _widget_ref(widget), "offline_message": offline_message_to_json(row)}
     planned = plan_offline_notifications(session, widget, row)
-    planned += await wh.plan_webhook_event(session, widget.id, wh.OFFLINE_MESSAGE_CREATED, data, ref=ref)
+    planned += await _plan_webhooks(session, widget.id, wh.OFFLINE_MESSAGE_CREATED, data, ref=ref)
     planned += await plan_offline_message_channel_posts(session, widget.id, row.id)
     who = row.name or row.email
     push = Push(f"Offline message on {widget.name}", f"{who}: {first_line(row.message, 900)}", offline_message_path(row.id))
-    planned += await plan_pushes(session, widget, push, ref=ref)
+    planned += await _plan_pushes(session, widget, push, ref=ref)
     return planned
 
 
@@ -67,12 +98,12 @@ async def plan_conversation_started(session: AsyncSession, widget: Widget, conv:
         "conversation": conversation_to_json(conv),
         "message": message_to_json(message),
     }
-    planned = await wh.plan_webhook_event(
+    planned = await _plan_webhooks(
         session, widget.id, wh.CONVERSATION_STARTED, data, ref=ref, ordered_by=f"conversation:{conv.id}"
     )
     who = conv.visitor_name or conv.visitor_email or "A visitor"
     push = Push(f"New chat on {widget.name}", f"{who}: {first_line(message.text, 900)}", conversation_path(conv.id))
-    planned += await plan_pushes(session, widget, push, ref=ref)
+    planned += await _plan_pushes(session, widget, push, ref=ref)
     return planned
 
 
@@ -80,7 +111,7 @@ async def plan_conversation_closed(session: AsyncSession, conv: Conversation) ->
     widget = await session.get(Widget, conv.widget_id)
     assert widget is not None
     data = {"widget": _widget_ref(widget), "conversation": conversation_to_json(conv)}
-    planned = await wh.plan_webhook_event(
+    planned = await _plan_webhooks(
         session, conv.widget_id, wh.CONVERSATION_CLOSED, data, ref=("conversation", conv.id), ordered_by=f"conversation:{conv.id}"
     )
     planned += await plan_transcript(session, conv)
@@ -100,7 +131,7 @@ async def plan_lead_created(
     if widget is None:
         raise NotFound(f"no widget with id {widget_id}")
     data = {"widget": _widget_ref(widget), "lead": lead}
-    return await wh.plan_webhook_event(session, widget_id, wh.LEAD_CREATED, data, ref=ref)
+    return await _plan_webhooks(session, widget_id, wh.LEAD_CREATED, data, ref=ref)
 
 
 # ---------------------------------------------------------------- showing deliveries

@@ -25,6 +25,7 @@ CONVERSATION_UPDATED = "conversation.updated"  # {conversation_id, widget_id, co
 TYPING = "typing"  # {conversation_id, widget_id, from, author, active}
 AGENTS_CHANGED = "agents.changed"  # {agent_id}
 WIDGET_CHANGED = "widget.changed"  # {widget_id}
+DESTINATIONS_CHANGED = "destinations.changed"  # {widget_id or None}: bindings, webhook endpoints or Pushover keys changed
 OFFLINE_MESSAGE_CREATED = "offline_message.created"  # {widget_id, offline_message}
 RESYNC = "bus.resync"  # {}: events may have been missed; catch up from the database
 OUTBOX_ENQUEUED = "outbox.enqueued"  # {kinds}: wakes the dispatcher at once instead of at its next poll

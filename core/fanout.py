@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.assistant_state import assistant_speaks
-from core.bindings import bindings_for_widget
+from core.destinations import destinations_of
 from core.models import Conversation, Message
 from core.outbox import enqueue
 
@@ -25,7 +25,7 @@ async def plan_message_relay(
 ) -> int:
     """Relay a stored message into every bound channel but the one it came from."""
     planned = 0
-    for binding in await bindings_for_widget(session, conv.widget_id):
+    for binding in (await destinations_of(session, conv.widget_id)).bindings:
         if binding.id == exclude_binding_id:
             continue
         enqueue(
@@ -42,7 +42,7 @@ async def plan_message_relay(
 async def plan_root_update(session: AsyncSession, conv: Conversation) -> int:
     """Refresh the thread's root (claimed by, closed) in every bound channel."""
     planned = 0
-    for binding in await bindings_for_widget(session, conv.widget_id):
+    for binding in (await destinations_of(session, conv.widget_id)).bindings:
         enqueue(
             session,
             f"{binding.platform}.root_update",
@@ -62,7 +62,7 @@ async def plan_offline_message_channel_posts(session: AsyncSession, widget_id: i
     button). Call it in the transaction that stores the message.
     """
     planned = 0
-    for binding in await bindings_for_widget(session, widget_id):
+    for binding in (await destinations_of(session, widget_id)).bindings:
         enqueue(
             session,
             f"{binding.platform}.offline_post",

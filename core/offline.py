@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import make_transient_to_detached
 
 from core import validation as v
 from core.clock import iso, utcnow
@@ -44,10 +45,32 @@ def clean_submission(data: Any) -> dict[str, Any]:
 
 
 async def store_offline_message(session: AsyncSession, widget: Widget, data: Any) -> OfflineMessage:
-    fields = clean_submission(data)
-    row = OfflineMessage(widget_id=widget.id, status="new", **fields)
+    """Validate and store; the row stays in the session (callers may change it further)."""
+    row = OfflineMessage(widget_id=widget.id, status="new", **clean_submission(data))
     session.add(row)
     await session.flush()
+    return row
+
+
+_COLUMNS = ("widget_id", "name", "email", "message", "page_url", "status", "created_at")
+# Built once: constructing it per submission cost about as much as running it.
+_INSERT = (
+    insert(OfflineMessage.__table__)
+    .values({name: bindparam(f"p_{name}") for name in _COLUMNS})
+    .returning(*OfflineMessage.__table__.c)
+)
+
+
+async def add_offline_message(session: AsyncSession, widget: Widget, fields: dict[str, Any]) -> OfflineMessage:
+    """Store an already cleaned submission (``clean_submission``): one INSERT ... RETURNING.
+
+    The row comes back detached (a plain snapshot of what was stored, not
+    tracked by the session), which costs half of an ORM flush.
+    """
+    values = {"widget_id": widget.id, "status": "new", "created_at": utcnow(), **fields}
+    stored = (await session.execute(_INSERT, {f"p_{name}": values.get(name) for name in _COLUMNS})).one()
+    row = OfflineMessage(**stored._mapping)
+    make_transient_to_detached(row)
     return row
 
 

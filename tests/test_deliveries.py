@@ -54,7 +54,7 @@ async def test_if_planning_a_delivery_fails_the_message_is_not_stored_either(cli
     async def broken(*args: Any, **kwargs: Any) -> int:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(core.deliveries, "plan_pushes", broken)
+    monkeypatch.setattr(core.deliveries, "plan_offline_message_channel_posts", broken)
     resp = await client.post(f"/widget/{widget.key}/offline-messages", json=VISITOR)
     assert resp.status == 500  # the visitor is told it failed, so they can try again
     async with services.db.read() as session:

@@ -7,15 +7,16 @@ import hashlib
 from pathlib import Path
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from adapters.http import client_ip, error_response, read_json, services
 from adapters.widget.origins import cors_headers, origin_allowed
-from adapters.widget.socket import widget_socket
+from adapters.widget.socket import HUB, widget_socket
 from core import events as ev
 from core.deliveries import plan_offline_message
 from core.errors import NotFound, RateLimited
-from core.models import Widget
-from core.offline import SpamRejected, offline_message_to_json, store_offline_message
+from core.models import OfflineMessage, Widget
+from core.offline import SpamRejected, add_offline_message, clean_submission, offline_message_to_json
 from core.widgets import DEFAULTS as WIDGET_DEFAULTS
 from core.widgets import get_widget_by_key
 
@@ -48,6 +49,10 @@ class StaticScript:
 
 
 async def _widget(request: web.Request) -> Widget:
+    """From the hub's cache of widgets by key (shared with the sockets, dropped on WIDGET_CHANGED)."""
+    hub = request.app.get(HUB)
+    if hub is not None:
+        return await hub.widget(request.match_info["key"])
     async with services(request).db.read() as session:
         return await get_widget_by_key(session, request.match_info["key"])
 
@@ -116,14 +121,20 @@ async def post_offline_message(request: web.Request) -> web.Response:
             retry_after=wait,
         )
     try:
-        async with svc.db.write() as session:  # the message and every delivery it owes, or nothing
-            row = await store_offline_message(session, widget, data)
-            planned = await plan_offline_message(session, widget, row)
+        fields = clean_submission(data)  # before queueing: a bad form never joins a batch
     except SpamRejected:
         return web.json_response({"id": None, "status": "new", "message": THANKS}, status=201)
+
+    async def store(session: AsyncSession) -> tuple[OfflineMessage, int]:
+        row = await add_offline_message(session, widget, fields)
+        return row, await plan_offline_message(session, widget, row)
+
+    # The message and every delivery it owes, or nothing; committed (with other
+    # submissions queued meanwhile) before the 201.
+    row, planned = await svc.db.write_batched(store)
     stored = offline_message_to_json(row)
     if planned:
-        await svc.bus.publish(ev.OUTBOX_ENQUEUED, {})
+        svc.chat.outbox_enqueued()  # coalesced with other submissions', not awaited
     await svc.bus.publish(ev.OFFLINE_MESSAGE_CREATED, {"widget_id": widget.id, "offline_message": stored})
     return web.json_response({"id": row.id, "status": row.status, "message": THANKS}, status=201)
 

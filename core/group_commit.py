@@ -1,0 +1,144 @@
+"""Group commit: many small write transactions share one BEGIN ... COMMIT.
+
+Visitor lines and offline-form submissions are tiny transactions (an INSERT
+or two) whose cost is mostly the transaction itself: BEGIN, COMMIT and its
+fsync, and on SQLite the process's write lock held across every await. A
+:class:`GroupCommitter` queues such writes; a writer task takes everything
+queued, runs each write in turn in one transaction and commits once. Only
+then is every caller's ``submit`` answered, so an ack or a 201 still means
+"committed" — the durability promise is unchanged, only its cost is shared.
+
+Rules the writes must follow:
+
+* A write is a coroutine function ``fn(session)``. It may run more than once
+  (see below), so it must build everything it adds inside the call and do
+  its validation before it is submitted (a validation error there makes the
+  whole batch retry singly: correct, only slower).
+* Writes in one batch run one after another in submission order, in the
+  same transaction: a later write sees the earlier ones' rows (a resent
+  ``client_id``, the conversation's ``last_seq``).
+* If any write of a batch raises (or the COMMIT fails), the transaction is
+  rolled back and each write of the batch runs again alone, in its own
+  transaction: one bad write fails only its own caller.
+* A caller is answered only after the COMMIT that holds its write returned.
+  If the process dies before that, nobody was told "stored".
+
+On PostgreSQL several lanes commit in parallel (they use different pool
+connections); writes with the same ``key`` always use the same lane, so the
+writes of one conversation stay in order and two batches never lock the
+same rows in opposite orders. SQLite has one writer per process anyway: one
+lane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db import Database
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Write = Callable[[AsyncSession], Awaitable[T]]
+
+MAX_BATCH = 200  # bounds the time one transaction holds the SQLite lock (a few ms per 100)
+PG_LANES = 4
+
+
+@dataclass
+class _Item(Generic[T]):
+    fn: Write[T]
+    future: asyncio.Future[T]
+
+
+@dataclass
+class _Lane:
+    queue: deque[_Item[Any]] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
+
+
+@dataclass
+class Stats:
+    """What the committer did (tests and benchmarks look at these)."""
+
+    batches: int = 0
+    writes: int = 0
+    largest_batch: int = 0
+    retried_singly: int = 0
+
+
+class GroupCommitter:
+    def __init__(self, db: Database, *, lanes: int | None = None, max_batch: int = MAX_BATCH) -> None:
+        self.db = db
+        self.max_batch = max_batch
+        self._lanes = [_Lane() for _ in range(lanes or (1 if db.is_sqlite else PG_LANES))]
+        self._next_lane = itertools.count()
+        self.stats = Stats()
+
+    async def submit(self, fn: Write[T], *, key: Hashable | None = None) -> T:
+        """Run ``fn(session)`` in a shared transaction; return its result once committed.
+
+        Raises what ``fn`` raised when it ran alone, or the commit's error.
+        Cancelling the caller does not withdraw a write already queued: it
+        may still commit (writes are idempotent where a client may retry).
+        """
+        n = len(self._lanes)
+        lane = self._lanes[(hash(key) if key is not None else next(self._next_lane)) % n]
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        lane.queue.append(_Item(fn, future))
+        if lane.task is None or lane.task.done():
+            lane.task = asyncio.ensure_future(self._drain(lane))
+        return await asyncio.shield(future)
+
+    async def _drain(self, lane: _Lane) -> None:
+        """Commit batches until the lane's queue is empty; the next submit starts a new task."""
+        while lane.queue:
+            batch = [lane.queue.popleft() for _ in range(min(self.max_batch, len(lane.queue)))]
+            try:
+                await self._commit(batch)
+            except BaseException as exc:  # cancelled at shutdown: nobody may wait forever
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("writer stopped"))
+                for item in lane.queue:
+                    if not item.future.done():
+                        item.future.set_exception(RuntimeError("writer stopped"))
+                lane.queue.clear()
+                raise
+
+    async def _commit(self, batch: list[_Item[Any]]) -> None:
+        self.stats.batches += 1
+        self.stats.writes += len(batch)
+        self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        if len(batch) > 1:
+            results: list[Any] = []
+            try:
+                async with self.db.write(urgent=True) as session:
+                    for item in batch:
+                        results.append(await item.fn(session))
+            except Exception:
+                log.debug("a batch of %d writes failed; each runs again alone", len(batch), exc_info=True)
+                self.stats.retried_singly += len(batch)
+            else:  # committed: now, and only now, everyone may hear "stored"
+                for item, result in zip(batch, results):
+                    if not item.future.done():
+                        item.future.set_result(result)
+                return
+        for item in batch:
+            try:
+                async with self.db.write(urgent=True) as session:
+                    result = await item.fn(session)
+            except Exception as exc:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            else:
+                if not item.future.done():
+                    item.future.set_result(result)

@@ -1,0 +1,251 @@
+"""Group commit (core/group_commit.py): writes queued together share one transaction,
+each caller hears back only after the COMMIT holding its write, and one bad write
+fails only its own caller."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.bindings import bind_channel
+from core.db import Database
+from core.events import LocalBus
+from core.chat import ChatService
+from core.errors import ValidationFailed
+from core.group_commit import GroupCommitter
+from core.models import Message, OfflineMessage, OutboxItem, Widget
+from core.offline import add_offline_message
+from core.widgets import create_widget
+
+FORM = {"name": "Rita", "email": "rita@example.com", "message": "Call me", "page_url": "https://shop.example/"}
+
+
+@pytest.fixture
+async def widget(db: Database) -> Widget:
+    async with db.write() as session:
+        widget = await create_widget(session, {"name": "Shop"})
+        await bind_channel(session, widget.id, "slack", workspace_id="T1", channel_id="C1")
+    return widget
+
+
+def store(widget: Widget, message: str, *, fail: bool = False) -> Any:
+    async def write(session: AsyncSession) -> int:
+        row = await add_offline_message(session, widget, {**FORM, "message": message})
+        if fail:
+            raise RuntimeError(f"{message} cannot be stored")
+        return row.id
+
+    return write
+
+
+async def stored_messages(db: Database) -> list[str]:
+    async with db.read() as session:
+        return sorted((await session.execute(select(OfflineMessage.message))).scalars())
+
+
+async def test_writes_queued_together_commit_in_one_transaction(db, widget):
+    committer = GroupCommitter(db)
+    ids = await asyncio.gather(*(committer.submit(store(widget, f"m{i:02d}")) for i in range(30)))
+    assert len(set(ids)) == 30
+    assert await stored_messages(db) == [f"m{i:02d}" for i in range(30)]
+    # The first write starts a transaction alone; the 29 queued meanwhile share the next one(s).
+    assert committer.stats.writes == 30 and committer.stats.batches < 30
+    assert committer.stats.largest_batch > 1
+
+
+async def test_one_failing_write_fails_only_its_caller(db, widget):
+    committer = GroupCommitter(db, lanes=1)
+    results = await asyncio.gather(
+        *(committer.submit(store(widget, f"m{i}", fail=i == 3)) for i in range(6)), return_exceptions=True
+    )
+    failed = [r for r in results if isinstance(r, Exception)]
+    assert [str(e) for e in failed] == ["m3 cannot be stored"]
+    assert await stored_messages(db) == ["m0", "m1", "m2", "m4", "m5"]
+    assert committer.stats.retried_singly > 0  # the batch holding m3 was rolled back and replayed alone
+
+
+async def test_nobody_hears_stored_before_the_commit(db, widget):
+    """A writer that dies mid-transaction (a crash) answers nobody "stored", and nothing is stored."""
+    committer = GroupCommitter(db, lanes=1)
+    inside = asyncio.Event()
+    release = asyncio.Event()
+
+    def slow(message: str) -> Any:
+        async def write(session: AsyncSession) -> int:
+            row = await add_offline_message(session, widget, {**FORM, "message": message})
+            inside.set()
+            await release.wait()
+            return row.id
+
+        return write
+
+    first = asyncio.ensure_future(committer.submit(store(widget, "first")))
+    await first  # a batch of one, committed
+    waiting = [asyncio.ensure_future(committer.submit(slow(f"w{i}"))) for i in range(3)]
+    await inside.wait()
+    await asyncio.sleep(0.05)
+    assert not any(w.done() for w in waiting)  # written, not yet committed: not answered
+    lane_task = committer._lanes[0].task
+    assert lane_task is not None
+    lane_task.cancel()  # the process dies before COMMIT
+    results = await asyncio.gather(*waiting, return_exceptions=True)
+    assert all(isinstance(r, BaseException) for r in results)
+    assert await stored_messages(db) == ["first"]
+
+
+async def test_an_answer_means_the_row_is_readable_elsewhere(db, widget):
+    committer = GroupCommitter(db)
+
+    async def submit_then_read(i: int) -> bool:
+        row_id = await committer.submit(store(widget, f"m{i}"))
+        async with db.read() as session:  # another connection: sees only committed rows
+            return await session.get(OfflineMessage, row_id) is not None
+
+    assert all(await asyncio.gather(*(submit_then_read(i) for i in range(20))))
+
+
+async def test_a_failing_commit_fails_every_write_of_the_batch_that_could_not_be_retried(db, widget, monkeypatch):
+    committer = GroupCommitter(db, lanes=1)
+    real_write = db.write
+    calls = 0
+
+    def broken_write(**_kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(db, "write", broken_write)
+    results = await asyncio.gather(*(committer.submit(store(widget, f"m{i}")) for i in range(4)), return_exceptions=True)
+    assert all(isinstance(r, ConnectionError) for r in results)
+    monkeypatch.setattr(db, "write", real_write)
+    assert await stored_messages(db) == []
+
+
+# -- visitor lines through ChatService -----------------------------------------------
+
+
+@pytest.fixture
+def chat(db: Database) -> ChatService:
+    return ChatService(db, LocalBus())
+
+
+async def test_a_burst_from_one_visitor_gets_gap_free_seqs_in_order(db, widget, chat):
+    results = await asyncio.gather(
+        *(chat.visitor_message(widget, "v1", f"line {i}", client_id=f"c{i}") for i in range(25))
+    )
+    convs = {conv.id for conv, _m, _d in results}
+    assert len(convs) == 1  # concurrent first lines still open only one chat
+    seqs = [m.seq for _c, m, _d in results]
+    assert seqs == list(range(1, 26))  # submission order = seq order, no gap
+    async with db.read() as session:
+        rows = (await session.execute(select(Message.seq, Message.text).order_by(Message.seq))).all()
+        relays = (await session.execute(select(func.count()).select_from(OutboxItem).where(OutboxItem.kind == "slack.relay"))).scalar()
+    assert [(s, t) for s, t in rows] == [(i + 1, f"line {i}") for i in range(25)]
+    assert relays == 25  # each line's relay row committed with it
+    assert db.group_commit is not None and db.group_commit.stats.largest_batch > 1
+
+
+async def test_a_resend_in_the_same_batch_is_stored_once_and_leaves_no_gap(db, widget, chat):
+    await chat.visitor_message(widget, "v1", "hello", client_id="a")
+    results = await asyncio.gather(
+        chat.visitor_message(widget, "v1", "second", client_id="b"),
+        chat.visitor_message(widget, "v1", "second", client_id="b"),  # the widget resent after a lost ack
+        chat.visitor_message(widget, "v1", "third", client_id="c"),
+    )
+    (_c1, m1, dup1), (_c2, m2, dup2), (_c3, m3, dup3) = results
+    assert m1.id == m2.id and (dup1, dup2, dup3) == (False, True, False)
+    assert m3.seq == m1.seq + 1 == 3
+    again = await chat.visitor_message(widget, "v1", "second", client_id="b")
+    assert again[1].id == m1.id and again[2] is True
+    after = await chat.visitor_message(widget, "v1", "fourth", client_id="d")
+    assert after[1].seq == 4
+    async with db.read() as session:
+        seqs = list((await session.execute(select(Message.seq).order_by(Message.seq))).scalars())
+    assert seqs == [1, 2, 3, 4]
+
+
+async def test_a_bad_line_is_refused_before_it_can_join_a_batch(db, widget, chat):
+    results = await asyncio.gather(
+        chat.visitor_message(widget, "v1", "fine", client_id="a"),
+        chat.visitor_message(widget, "v1", "   ", client_id="b"),
+        chat.visitor_message(widget, "v2", "also fine", client_id="x" * 65),
+        chat.visitor_message(widget, "v3", "fine too", client_id="c"),
+        return_exceptions=True,
+    )
+    assert [type(r).__name__ for r in results] == ["tuple", "ValidationFailed", "ValidationFailed", "tuple"]
+    assert isinstance(results[1], ValidationFailed)
+    assert db.group_commit is not None and db.group_commit.stats.retried_singly == 0
+
+
+async def test_lines_of_many_visitors_each_keep_their_own_sequence(db, widget, chat):
+    async def visitor(v: int) -> list[int]:
+        return [(await chat.visitor_message(widget, f"v{v}", f"{v}-{i}", client_id=f"{i}"))[1].seq for i in range(5)]
+
+    per_visitor = await asyncio.gather(*(visitor(v) for v in range(12)))
+    assert per_visitor == [[1, 2, 3, 4, 5]] * 12
+
+
+# -- the SQLite write lock's fast lane -------------------------------------------------
+
+
+async def test_visitor_writes_go_ahead_of_queued_background_writes_but_never_starve_them():
+    from core.db import WriteLock
+
+    lock = WriteLock()
+    order: list[str] = []
+
+    async def hold(name: str, urgent: bool) -> None:
+        await lock.acquire(urgent=urgent)
+        order.append(name)
+        await asyncio.sleep(0)
+        lock.release()
+
+    await lock.acquire()
+    tasks = [asyncio.ensure_future(hold(f"bg{i}", False)) for i in range(3)]
+    await asyncio.sleep(0)
+    tasks += [asyncio.ensure_future(hold(f"visitor{i}", True)) for i in range(3)]
+    await asyncio.sleep(0)
+    lock.release()
+    await asyncio.gather(*tasks)
+    # A visitor first, then turns alternate while both kinds wait.
+    assert order == ["visitor0", "bg0", "visitor1", "bg1", "visitor2", "bg2"]
+    assert not lock.locked()
+
+
+async def test_a_cancelled_waiter_does_not_keep_the_lock():
+    from core.db import WriteLock
+
+    lock = WriteLock()
+    await lock.acquire()
+    waiter = asyncio.ensure_future(lock.acquire(urgent=True))
+    await asyncio.sleep(0)
+    waiter.cancel()
+    lock.release()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    await asyncio.wait_for(lock.acquire(), 1)  # free again
+    lock.release()
+
+
+async def test_a_burst_of_lines_wakes_the_dispatcher_a_few_times_after_the_last_commit(db, widget):
+    from core import events as ev
+
+    bus = LocalBus()
+    chat = ChatService(db, bus)
+    wakes: list[int] = []
+
+    async def count_rows(_name: str, _data: dict[str, Any]) -> None:
+        async with db.read() as session:
+            wakes.append(int((await session.execute(select(func.count()).select_from(OutboxItem))).scalar_one()))
+
+    bus.subscribe(ev.OUTBOX_ENQUEUED, count_rows)
+    await asyncio.gather(*(chat.visitor_message(widget, f"v{i}", "hi", client_id="a") for i in range(30)))
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+        await bus.drain()
+    assert 1 <= len(wakes) < 30  # coalesced, not one Redis round trip per line
+    assert wakes[-1] == 30  # the last wake-up came after every row was committed
