@@ -46,6 +46,7 @@ class WidgetSocket:
         self.resumed_at: float | None = None  # welcome (+ replay) done after a reconnect
         self.reconnect_frames = 0
         self.told_reconnect = False  # the server said reconnect (it is shutting down)
+        self.close_code: int | None = None  # of the last socket, as a browser's CloseEvent.code
         self.acks: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self.reader: asyncio.Task[None] | None = None
         self.auto_reconnect = False
@@ -119,6 +120,7 @@ class WidgetSocket:
             self.errors[type(exc).__name__] += 1
         finally:
             self.closed_at = time.monotonic()
+            self.close_code = ws.close_code
             for fut in self.acks.values():
                 if not fut.done():
                     fut.set_exception(ConnectionError("socket closed"))
@@ -168,6 +170,13 @@ async def _probe(url: str) -> None:
 def _backoff(attempt: int) -> float:
     d = min(30.0, 0.5 * 2**attempt)
     return d / 2 + random.random() * d / 2
+
+
+RESTART_WINDOW_S = 60.0  # widget.js: after a reconnect frame / close 1012 or 1001, retry at a steady pace this long
+
+
+def _restart_retry() -> float:
+    return 1.0 + random.random() * 2.0
 
 
 class Pool:
@@ -236,16 +245,24 @@ class Pool:
         task.add_done_callback(self.reconnecting.discard)
 
     async def _reconnect(self, sock: WidgetSocket) -> None:
-        """As widget.js does: after a ``reconnect`` frame come back in 250-1250 ms, otherwise
-        (and after each failed try) back off 0.5 s doubling up to 30 s, waiting 50-100 % of it."""
-        attempt = 0
+        """As widget.js does: after a ``reconnect`` frame come back in 0.25-3 s; for the minute
+        after a ``reconnect`` frame or a close with 1012/1001 (the server is restarting) retry
+        every 1-3 s; otherwise (and after that minute) back off 0.5 s doubling up to 30 s,
+        waiting 50-100 % of it."""
+        attempt = tries = 0
         told = sock.told_reconnect
-        delay = 0.25 + random.random() if told else _backoff(attempt)
-        if not told:
+        restart_until = time.monotonic() + RESTART_WINDOW_S if told or sock.close_code in (1012, 1001) else 0.0
+        if told:
+            delay = 0.25 + random.random() * 2.75
+        elif restart_until:
+            delay = _restart_retry()
+        else:
+            delay = _backoff(attempt)
             attempt += 1
         while sock.want_open:
             await asyncio.sleep(delay)
-            sock.url = sock.urls[(sock.reconnects + attempt + 1) % len(sock.urls)]  # the other process first
+            tries += 1
+            sock.url = sock.urls[(sock.reconnects + tries) % len(sock.urls)]  # the other process first
             try:
                 had = sock.conversation_id
                 await _probe(sock.url)
@@ -259,8 +276,11 @@ class Pool:
             except Exception as exc:  # noqa: BLE001
                 detail = getattr(exc, "status", None) or str(exc)[:40]
                 sock.errors[f"reconnect {type(exc).__name__} {detail}"] += 1
-                delay = _backoff(attempt)
-                attempt += 1
+                if time.monotonic() < restart_until:
+                    delay = _restart_retry()
+                else:
+                    delay = _backoff(attempt)
+                    attempt += 1
 
     def storm_report(self) -> dict[str, Any]:
         closed = [s for s in self.sockets if s.closed_at is not None]

@@ -8,14 +8,18 @@
 connects, sends one message (so it has a conversation, a signed token and a
 ``seq`` to resume after), then the process gets SIGTERM (it tells widgets to
 ``reconnect`` and closes their sockets) and is started again on the same port
-at once. Widgets reconnect as widget.js does (250-1250 ms after a
-``reconnect`` frame, then exponential backoff 0.5 s doubling to 30 s with
-50-100 % jitter) and send ``hello`` with their token, ``conversation_id`` and
+at once. Widgets reconnect as widget.js does (0.25-3 s after a ``reconnect``
+frame, then, while the server is restarting, a new try every 1-3 s for up to
+a minute before the usual backoff of 0.5 s doubling to 30 s with 50-100 %
+jitter) and send ``hello`` with their token, ``conversation_id`` and
 ``resume_after``. Measured from the SIGTERM until each widget has its
 ``welcome`` back with the same conversation. Target: all within 15 s.
+deskbell listens with its default backlog (DESKBELL_LISTEN_BACKLOG, 2048);
+``--backlog 128`` shows aiohttp's default.
 
 Baseline: the same storm against a bare aiohttp WebSocket server restarted
-the same way.
+the same way. The CPU cost of one resume, measured serially in one process
+(steadier than this on a shared machine): bench/resume_cost.py.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _clients import socket_worker  # noqa: E402
 from _common import (  # noqa: E402
-    HOST, Proc, Stack, Workers, cpu_seconds, free_port, listen_overflows, log, percentile, print_header, print_table, raise_fd_limit, split, start_baseline,
+    HOST, Proc, Stack, Workers, cpu_seconds, listen_overflows, log, percentile, print_header, print_table, raise_fd_limit, split, start_baseline,
     today, verdict, widget_ws_url,
 )
 
@@ -64,6 +68,7 @@ async def storm(workers: Workers, proc: Proc, n: int) -> dict[str, Any]:
     proc.start()
     await proc.wait_http("/healthz", timeout=60)
     up = time.monotonic() - t0
+    cpu_at_start = cpu_seconds(proc.pid)  # start-up, apart from the resumes
     log(f"SIGTERM -> exit {code} in {down:.2f} s; serving again {up:.2f} s after the SIGTERM")
     deadline = t0 + GIVE_UP_S
     while True:
@@ -85,7 +90,8 @@ async def storm(workers: Workers, proc: Proc, n: int) -> dict[str, Any]:
         "p50_s": percentile(times, 50), "p99_s": percentile(times, 99),
         "reconnect_frames": sum(r["reconnect_frames"] for r in reports),
         "duplicates": sum(r["duplicates"] for r in reports), "errors": errors,
-        "lost": errors.get("conversation lost", 0), "server_cpu_s": cpu, "listen_overflows": overflows,
+        "lost": errors.get("conversation lost", 0), "server_cpu_s": cpu, "startup_cpu_s": cpu_at_start,
+        "listen_overflows": overflows,
         "server_errors": sorted({line.split(" ERROR ", 1)[-1][:120] for line in proc.errors() if " ERROR " in line})[:5],
     }
 
@@ -95,7 +101,8 @@ async def main() -> int:
     parser.add_argument("--quick", action="store_true", help="500 widgets")
     parser.add_argument("--widgets", type=int)
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--backlog", type=int, help="what-if: run deskbell web with this listen backlog (aiohttp's default is 128)")
+    parser.add_argument("--backlog", type=int, help="what-if: run deskbell web with this listen backlog "
+                        "(DESKBELL_LISTEN_BACKLOG; deskbell's default is 2048, aiohttp's 128)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--concurrency", type=int, default=25)
     args = parser.parse_args()
@@ -109,12 +116,8 @@ async def main() -> int:
     try:
         await stack.setup()
         widget = await stack.cli("widget", "create", "Bench")
-        if args.backlog:  # what-if: the same command line with a larger listen backlog
-            port = free_port()
-            web = stack.python("web", "_deskbell_backlog.py", str(args.backlog), "web", "--host", HOST, "--port", str(port),
-                               port=port, **{k: v for k, v in stack.env().items() if k.startswith(("DESKBELL_", "PYTHON"))})
-            web.start()
-            await web.wait_http()
+        if args.backlog:  # what-if: another listen backlog
+            web = await stack.start_web("web", DESKBELL_LISTEN_BACKLOG=str(args.backlog))
         else:
             web = await stack.start_web("web")
         log(f"deskbell web pid {web.pid} :{web.port}")
@@ -147,8 +150,10 @@ async def main() -> int:
          "all back", "conv lost", "dup frames"),
     )
     for name, r in results.items():
+        resuming = r["server_cpu_s"] - r["startup_cpu_s"]
         print(f"{name}: server CPU from restart to all back {r['server_cpu_s']:.1f} s "
-              f"({r['server_cpu_s'] / max(1, r['resumed']) * 1000:.2f} ms per resumed widget); "
+              f"({r['server_cpu_s'] / max(1, r['resumed']) * 1000:.2f} ms per resumed widget; after start-up "
+              f"{resuming:.1f} s, {resuming / max(1, r['resumed']) * 1000:.2f} ms per resumed widget); "
               f"SYNs dropped on a full accept queue (machine-wide ListenOverflows): {r['listen_overflows']:,}")
         if r["server_errors"]:
             print(f"{name}: server log errors: {r['server_errors']}")

@@ -15,10 +15,12 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from core.db import Database
-from core.leader import LeaderElection
+from core.leader import Heartbeat, LeaderElection
 
 from bot import admin
 from bot.app import build_app
+from bot.health import local_worker_check, worker_check
+from bot.metrics import start_worker_metrics
 from bot.migrate import head_revision
 from bot.seed import DemoCredentials, seed_demo
 from bot.settings import Settings
@@ -34,6 +36,7 @@ class ServeOptions:
     mode: str  # run | web | worker
     host: str
     port: int
+    metrics_port: int | None = None  # worker only: serve /metrics and /healthz on this port
 
 
 def serve(settings: Settings, options: ServeOptions) -> int:
@@ -90,7 +93,7 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
         if options.mode in {"run", "web"}:
             runner = web.AppRunner(build_app(svc, slack=slack, teams=teams), shutdown_timeout=SHUTDOWN_TIMEOUT_S, access_log=None)
             await runner.setup()
-            site = web.TCPSite(runner, options.host, options.port)
+            site = web.TCPSite(runner, options.host, options.port, backlog=settings.listen_backlog)
             try:
                 await site.start()
             except OSError as exc:
@@ -99,9 +102,23 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
                 print(f"deskbell: --port/PORT: {options.host}:{options.port} {what}", file=sys.stderr)
                 return 2
             print(_banner(options, public_url, demo), flush=True)
+        metrics_runner: web.AppRunner | None = None
         if options.mode in {"run", "worker"}:
             dispatcher = build_dispatcher(svc, settings, slack=slack, teams=teams)
-            tasks.append(asyncio.create_task(run_worker(svc.db, dispatcher, stop), name="worker"))
+            heartbeat = Heartbeat(svc.db, options.mode)
+            worker_task = asyncio.create_task(run_worker(svc.db, dispatcher, stop, heartbeat), name="worker")
+            tasks.append(worker_task)
+            if options.mode == "run":
+                svc.health_checks["worker"] = local_worker_check(worker_task, heartbeat)
+            if options.mode == "worker" and options.metrics_port:
+                try:
+                    metrics_runner = await start_worker_metrics(svc, options.host, options.metrics_port)
+                except OSError as exc:
+                    stop.set()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+                    what = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
+                    print(f"deskbell: --metrics-port/DESKBELL_WORKER_METRICS_PORT: {options.host}:{options.metrics_port} {what}", file=sys.stderr)
+                    return 2
             # Presence polling must run once per deployment: only the worker holding the lease runs it,
             # and a standby takes over within ~25 s when that worker dies.
             leader_jobs = worker_jobs(slack=slack, teams=teams)
@@ -109,11 +126,16 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
                 election = LeaderElection(svc.db, "worker-jobs")
                 tasks.append(asyncio.create_task(election.run(leader_jobs, stop), name="leader-jobs"))
             if options.mode == "worker":
-                print("deskbell worker running; Ctrl+C to stop", flush=True)
+                where = f"; metrics on http://{options.host}:{options.metrics_port}/metrics" if metrics_runner else ""
+                print(f"deskbell worker running{where}; Ctrl+C to stop", flush=True)
+        else:
+            svc.health_checks["worker"] = worker_check(svc.db)  # some `deskbell worker` beats
         await stop.wait()
         log.info("shutting down")
         if runner is not None:
             await runner.cleanup()
+        if metrics_runner is not None:
+            await metrics_runner.cleanup()
         for task in tasks:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(task, timeout=SHUTDOWN_TIMEOUT_S)

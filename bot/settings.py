@@ -114,6 +114,9 @@ class Settings:
     teams_token_url: str | None = None
     ai: LLMSettings = LLMSettings()
     limits: Limits = field(default_factory=Limits)  # DESKBELL_LIMIT_* (e.g. raised for load tests)
+    # Pending connections the kernel queues for `web`/`run` (capped by net.core.somaxconn).
+    # aiohttp's default of 128 dropped tens of thousands of SYNs when 10,000 widgets came back.
+    listen_backlog: int = 2048
 
     @property
     def slack_enabled(self) -> bool:
@@ -174,6 +177,9 @@ class Settings:
         teams = _teams_settings(get)
         ai = _ai_settings(get)
         limits = _limit_settings(get)
+        backlog_text = get("DESKBELL_LISTEN_BACKLOG") or "2048"
+        if not backlog_text.isdigit() or not 1 <= int(backlog_text) <= 65535:
+            raise ConfigError("DESKBELL_LISTEN_BACKLOG", f"{backlog_text!r} is not a whole number from 1 to 65535")
 
         return cls(
             **slack,
@@ -181,6 +187,7 @@ class Settings:
             **teams,
             ai=ai,
             limits=limits,
+            listen_backlog=int(backlog_text),
             database_url=database_url,
             redis_url=redis_url,
             redis_prefix=redis_prefix,

@@ -101,7 +101,8 @@ async def test_reconnect_with_resume_after_gets_every_later_message_once_in_orde
     assert all(f["replay"] for f in replayed)
     assert [f["seq"] for f in replayed] == [2, 3, 4, 5, 6]
     assert [f["text"] for f in replayed] == [f"reply {n}" for n in range(5)]
-    assert await back.quiet() == []
+    # Nothing more: no message twice. (A status frame may come: the agent was just seen.)
+    assert [f for f in await back.quiet() if f["type"] == "message"] == []
 
 
 async def test_a_new_page_load_with_the_token_gets_the_whole_conversation(client, widget, services):
@@ -220,7 +221,7 @@ async def test_concurrent_agent_replies_arrive_in_seq_order(client, widget, agen
     while len(seqs) < 11:
         seqs.append((await visitor.next("message"))["seq"])
     assert seqs == list(range(1, 12))
-    assert await visitor.quiet() == []
+    assert [f for f in await visitor.quiet() if f["type"] == "message"] == []  # (status frames may come)
 
 
 async def test_a_settings_change_tells_open_widgets_to_reread_their_config(client, widget, services):

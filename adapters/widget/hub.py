@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from adapters.widget.open_conversations import OpenConversations
 from core import events as ev
 from core.availability import WidgetStatus
 from core.conversations import conversation_last_seq, message_frame, messages_after
@@ -28,6 +29,9 @@ from core.widgets import get_widget_by_key
 log = logging.getLogger(__name__)
 # Widgets by key are kept this long; WIDGET_CHANGED on the bus drops them at once.
 WIDGET_TTL_S = 5.0
+# At shutdown, how long to wait for a widget to answer our close frame. It has the
+# reconnect frame and the close frame by then; a slow reply only delays the restart.
+CLOSE_WAIT_S = 1.0
 
 
 @dataclass(eq=False)
@@ -63,6 +67,9 @@ class WidgetHub:
         # MESSAGE_CREATED events seen: a joining socket compares it before and after its
         # read to know whether a message may have slipped in between (socket._welcome).
         self.message_events = 0
+        # Returning visitors' open conversations, read in batches on one connection of its
+        # own (in a reconnect storm, one round trip answers every hello waiting).
+        self.open_conversations = OpenConversations(services.db)
         bus = services.bus
         bus.subscribe(ev.MESSAGE_CREATED, self._on_message)
         bus.subscribe(ev.CONVERSATION_UPDATED, self._on_conversation)
@@ -220,11 +227,16 @@ class WidgetHub:
 
         All sockets at once: each close waits for the browser's close frame,
         and 10,000 of those one after another took ~8 s (the whole shutdown
-        timeout) while the widgets already told kept backing off further.
+        timeout) while the widgets already told kept backing off further; and
+        none waits more than CLOSE_WAIT_S (the restart waits for the slowest).
         """
         await asyncio.gather(*(self._close(sock) for sock in self.all_sockets()), return_exceptions=True)
+        await self.open_conversations.close()  # its connection goes back before the engine is disposed
 
     @staticmethod
     async def _close(sock: VisitorSocket) -> None:
         await sock.send({"type": "reconnect"})
-        await sock.ws.close(code=1012, message=b"server restarting")
+        try:
+            await asyncio.wait_for(sock.ws.close(code=1012, message=b"server restarting"), CLOSE_WAIT_S)
+        except asyncio.TimeoutError:
+            pass  # sent; the connection is dropped without the browser's reply

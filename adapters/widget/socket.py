@@ -4,6 +4,12 @@ Protocol (JSON frames with ``type``): the client opens with ``hello``
 (its signed token and the last ``seq`` it saw); the server answers
 ``welcome`` and replays what the client missed; ``message`` frames from the
 client are acknowledged with ``ack`` only after they are committed.
+
+A frame that fails on our side (the database or Redis failing or timing out)
+is answered with an ``error`` frame of code ``unavailable`` carrying its
+``client_id``, and the socket stays open: nothing was acknowledged, so the
+widget sends it again. A welcome that fails closes the socket with 1013 (try
+again later) and the widget reconnects.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from aiohttp import WSMsgType, web
 
 from adapters.http import client_ip, error_response, services
 from adapters.widget.hub import VisitorSocket, WidgetHub
+from adapters.widget.open_conversations import OpenConversation
 from adapters.widget.origins import origin_allowed
 from core.conversations import (
     VisitorContext,
@@ -33,6 +40,9 @@ log = logging.getLogger(__name__)
 HUB = web.AppKey("widget_hub", WidgetHub)
 HELLO_TIMEOUT_S = 15
 HEARTBEAT_S = 30
+# Error code of a frame that failed on our side (database, Redis): retry it later; widget.js
+# keeps the message and sends it again with the same client_id.
+UNAVAILABLE = "unavailable"
 
 
 class FrameError(Exception):
@@ -89,8 +99,14 @@ class VisitorSession:
         hello = await self._receive_hello()
         if hello is None:
             return
-        await self._welcome(hello)
         try:
+            try:
+                await self._welcome(hello)
+            except Exception:  # the database failed or timed out: the widget comes back later
+                log.exception("widget %s: welcome failed; the socket is closed with 1013 (try again later)", self.widget.id)
+                await self._error(UNAVAILABLE, "The chat is unavailable for a moment; reconnecting.")
+                await self.ws.close(code=1013, message=b"try again later")
+                return
             async for msg in self.ws:
                 if msg.type == WSMsgType.TEXT:
                     await self._on_text(msg.data)
@@ -129,10 +145,10 @@ class VisitorSession:
             # No stored record: a visitor who never writes leaves nothing behind.
             visitor_id, token = self.svc.visitor_tokens.issue()
         events_before = self.hub.message_events
-        conv = None
+        conv: OpenConversation | None = None
         if returning:  # a visitor id issued just now has no conversation: no query
-            async with self.svc.db.read() as session:
-                conv = await current_conversation(session, self.widget.id, visitor_id)
+            # Batched with the hellos arriving at the same time (one query for many in a storm).
+            conv = await self.hub.open_conversations.get(self.widget.id, visitor_id)
         resume_after = hello.get("resume_after")
         if not isinstance(resume_after, int) or isinstance(resume_after, bool) or resume_after < 0:
             resume_after = 0
@@ -193,10 +209,16 @@ class VisitorSession:
                 await self._send({"type": "pong"})
             else:
                 raise FrameError("bad_frame", f"unknown frame type {kind[:40]!r}")
-        except FrameError as exc:
+        except (FrameError, DomainError) as exc:
             await self._error(exc.code, exc.message, client_id=frame.get("client_id") if frame else None)
-        except DomainError as exc:
-            await self._error(exc.code, exc.message, client_id=frame.get("client_id") if frame else None)
+        except Exception:
+            # A database error or timeout, Redis away...: this frame fails, the socket stays.
+            # Nothing was acknowledged, so the widget sends the message again (same client_id,
+            # never stored twice); were it committed before the failure, the resend is acked.
+            log.exception("widget %s: a %r frame failed; answered with an error frame", self.widget.id,
+                          str(frame.get("type"))[:40] if frame else None)
+            await self._error(UNAVAILABLE, "Something went wrong on our side; try again in a moment.",
+                              client_id=frame.get("client_id") if frame else None)
 
     async def _on_message(self, frame: dict[str, Any]) -> None:
         assert self.sock is not None
@@ -245,6 +267,9 @@ async def widget_socket(request: web.Request) -> web.StreamResponse:
         widget = await hub.widget(request.match_info["key"])
     except NotFound:
         return error_response(404, "not_found", "unknown widget key")
+    except Exception:  # the database failed or timed out; the widget retries with backoff
+        log.exception("widget socket: reading the widget failed")
+        return error_response(503, UNAVAILABLE, "the chat is unavailable for a moment; try again")
     if not origin_allowed(widget, request.headers.get("Origin")):
         return error_response(403, "origin_not_allowed", "this page's origin may not use this widget")
     if hub.connections_from(client_ip(request)) >= svc.limits.connections_per_ip:

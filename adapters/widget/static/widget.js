@@ -132,6 +132,7 @@
     ready: false, // socket open and the server said welcome
     attempt: 0,
     retryTimer: 0,
+    restartUntil: 0, // the server said it is restarting: retry at a steady pace until then
     typingSentAt: 0,
     typingIdleTimer: 0,
     agentTypingTimer: 0,
@@ -840,12 +841,13 @@ textarea,input{font-size:16px}
       const handle = f && HANDLERS[f.type];
       if (handle) handle(f);
     };
-    ws.onclose = () => {
+    ws.onclose = (e) => {
       if (S.ws !== ws) return; // replaced on purpose
       S.ws = null;
       S.ready = false;
       renderConnection();
-      scheduleReconnect();
+      if (e.code === 1012 || e.code === 1001) S.restartUntil = Date.now() + 60000;
+      scheduleReconnect(Date.now() < S.restartUntil ? 1000 + Math.random() * 2000 : null);
     };
   }
 
@@ -855,20 +857,24 @@ textarea,input{font-size:16px}
   }
 
   // Server going away (deploy): drop this socket and come back shortly, with
-  // jitter so every widget does not reconnect in the same instant.
+  // jitter so every widget does not reconnect in the same instant. A restart
+  // takes seconds, so for a minute failed tries are repeated every 1-3 s
+  // (onclose) instead of backing off further and further.
   function onReconnect() {
     const ws = S.ws;
     S.ws = null;
     S.ready = false;
     S.attempt = 0;
+    S.restartUntil = Date.now() + 60000;
     if (ws) ws.close();
     renderConnection();
-    scheduleReconnect(250 + Math.random() * 1000);
+    scheduleReconnect(250 + Math.random() * 2750);
   }
 
   function onWelcome(f) {
     S.ready = true;
     S.attempt = 0;
+    S.restartUntil = 0;
     if (f.token) store.set("token", f.token);
     switchConversation(f.conversation_id);
     applyStatus(f.status);
@@ -884,13 +890,15 @@ textarea,input{font-size:16px}
     addSystem(t("closed"));
   }
 
-  // A rate-limited message is kept and tried again later; any other error
+  // A rate-limited message is kept and tried again later, and so is one that
+  // failed on the server's side ("unavailable", said quietly); any other error
   // naming a message (too long, closed...) means it will never be accepted.
   function onError(f) {
     const p = f.client_id && S.pending.find((x) => x.client_id === f.client_id);
-    if (p && f.code === "rate_limited") setTimeout(() => S.pending.includes(p) && S.ready && sendPending(p), 10000);
+    const later = f.code === "unavailable" ? 2000 + Math.random() * 3000 : f.code === "rate_limited" ? 10000 : 0;
+    if (p && later) setTimeout(() => S.pending.includes(p) && S.ready && sendPending(p), later);
     else if (p) markFailed(p.client_id);
-    addSystem(f.message || t("wrong"));
+    if (f.code !== "unavailable") addSystem(f.message || t("wrong"));
   }
 
   // Settings changed in the dashboard (texts, colours, position): read the config again.
