@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[OutboxItem], Awaitable[Outcome]]
 HANDLER_TIMEOUT_S = 60.0
 RECORD_GROUP_MAX = 200
+ROOM_COALESCE_S = 0.02  # after a delivery finishes, wait this long so one claim serves several
 STOP_GRACE_S = 5.0  # on stop, handlers already running get this long to finish and be recorded
 
 
@@ -271,12 +272,20 @@ class Dispatcher:
                     if claimed and len(claimed) >= want:
                         await asyncio.sleep(0)  # let the new deliveries start, then claim more
                         continue
-                waits = {asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())}
-                if want <= 0:
-                    waits.add(asyncio.ensure_future(self._room.wait()))
+                # A finished delivery frees a slot and may unblock the next line of its
+                # conversation (rows sharing an ordering_key go one at a time), so room is
+                # always a reason to claim again, not only when we are full; otherwise a
+                # backlog of ordered rows would move one line per conversation per poll.
+                waits = {
+                    asyncio.ensure_future(self._wake.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                    asyncio.ensure_future(self._room.wait()),
+                }
                 await asyncio.wait(waits, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
                 for waiter in waits:
                     waiter.cancel()
+                if self._room.is_set() and not self._wake.is_set() and not stop.is_set():
+                    await asyncio.sleep(ROOM_COALESCE_S)  # let a few more finish: one claim for them
         finally:
             await self._stop(tasks)
             keeper.cancel()

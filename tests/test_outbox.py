@@ -278,3 +278,31 @@ async def test_a_worker_that_lost_its_row_does_not_overwrite_what_the_new_holder
         assert await record_many(session, [Finished(mine, Outcome(True), clock(), clock())], "a") == set()
     [item] = await _items(db)
     assert (item.status, item.attempts, item.last_error) == ("pending", 1, "b failed")
+
+
+async def test_a_backlog_of_ordered_rows_drains_without_waiting_for_polls(db: Database):
+    """Each finished line unblocks the next one of its conversation: the loop must claim again
+    at once, not after ``poll_s`` (that cost one line per conversation per second under load)."""
+    clock = Clock()
+    delivered: list[tuple[str, int]] = []
+
+    async def post(item: OutboxItem) -> Outcome:
+        await asyncio.sleep(0.001)
+        delivered.append((item.ordering_key or "", item.payload["n"]))
+        return Outcome(True)
+
+    for conversation in range(10):
+        await _enqueue(db, n=8, ordering_key=f"thread:{conversation}")
+    dispatcher = Dispatcher(db, clock=clock, poll_s=30.0)  # a poll would never come in time
+    dispatcher.register("test", post)
+    stop = asyncio.Event()
+    runner = asyncio.create_task(dispatcher.run(stop))
+    try:
+        async with asyncio.timeout(15):
+            while len(delivered) < 80:
+                await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await runner
+    for conversation in range(10):  # and each conversation still in order
+        assert [n for key, n in delivered if key == f"thread:{conversation}"] == list(range(8))
