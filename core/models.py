@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -219,6 +220,16 @@ class OutboxItem(Base):
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_ordering", "ordering_key", "id"),
+        # Only rows still owed: the claim asks "is an earlier row of this thread still open?" for
+        # every due row, and with the done rows in the index that probe grew with each thread's
+        # history (1.4 s per claim on PostgreSQL under the relay benchmark).
+        Index(
+            "ix_outbox_open_ordering",
+            "ordering_key",
+            "id",
+            postgresql_where=text("status IN ('pending', 'delivering')"),
+            sqlite_where=text("status IN ('pending', 'delivering')"),
+        ),
         Index("ix_outbox_ref", "ref_type", "ref_id"),
     )
 
