@@ -16,7 +16,8 @@ from typing import Any, Protocol
 from sqlalchemy import and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.bindings import get_binding, link_thread, mark_broken
+from core.assistant_state import assistant_answering
+from core.bindings import get_binding, link_thread, mark_broken, thread_for
 from core.db import Database
 from core.errors import NotFound
 from core.models import Agent, ChannelBinding, Conversation, Message, MessageLink, OutboxItem, ThreadLink, Widget
@@ -164,6 +165,42 @@ async def relay_context(session: AsyncSession, payload: dict[str, Any], binding_
         raise NotFound(f"conversation {conv_id} cannot be relayed")
     conv, message, widget, thread, claimed_by = row
     return RelayContext(conv, message, widget, thread, claimed_by)
+
+
+@dataclass(frozen=True)
+class RootState:
+    """What a thread's root shows now, for rebuilding it after a claim, close or take-over."""
+
+    conv: Conversation
+    widget: Widget
+    thread: ThreadLink
+    claimed_by: str | None
+    first_text: str | None  # the visitor line the root carries, if it carries one
+    assistant: bool  # the assistant may answer: offer "Take over"
+
+
+async def root_state(session: AsyncSession, conversation_id: int, binding_id: int) -> RootState | None:
+    """The root's current state on one binding; None while the chat has no thread there."""
+    conv = await get_row(session, Conversation, conversation_id)
+    thread = await thread_for(session, conv.id, binding_id)
+    if thread is None or not thread.root_ref:
+        return None
+    widget = await get_row(session, Widget, conv.widget_id)
+    first = (
+        await session.execute(
+            select(Message.text)
+            .join(MessageLink, MessageLink.message_id == Message.id)
+            .where(MessageLink.binding_id == binding_id, MessageLink.platform_ref == thread.root_ref)
+        )
+    ).scalar_one_or_none()
+    return RootState(
+        conv,
+        widget,
+        thread,
+        await agent_name(session, conv.claimed_by),
+        first,
+        await assistant_answering(session, conv, widget),
+    )
 
 
 def link_message(message_id: int, binding_id: int, platform_ref: str) -> Callable[[AsyncSession], Awaitable[None]]:

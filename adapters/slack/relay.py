@@ -13,18 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy import select
-
 from core.assistant_state import assistant_answering
-from core.bindings import link_thread, thread_for
+from core.bindings import link_thread
 from core.db import Database
 from core.digests import digest_text
-from core.models import ChannelBinding, Conversation, Message, MessageLink, OfflineMessage, OutboxItem, Widget
+from core.models import ChannelBinding, OfflineMessage, OutboxItem, Widget
 from core.outbox import Outcome
 
 from adapters.slack import blocks
 from adapters.slack.clients import SlackClients
-from adapters.channel_relay import ChannelRelay, agent_name, get_row, link_message, link_root, relay_context
+from adapters.channel_relay import ChannelRelay, get_row, link_message, link_root, relay_context, root_state
 from adapters.slack.errors import Failure, classify
 from adapters.slack.pacing import ChannelPacer
 
@@ -72,26 +70,15 @@ class SlackRelay(ChannelRelay):
 
     async def _root_update(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         async with self.db.read() as session:
-            conv = await get_row(session, Conversation, payload["conversation_id"])
-            thread = await thread_for(session, conv.id, binding.id)
-            if thread is None or not thread.root_ref:
-                return Outcome(True, detail="no thread yet: the root will show the current state when posted")
-            widget = await get_row(session, Widget, conv.widget_id)
-            claimed_by = await agent_name(session, conv.claimed_by)
-            first = (
-                await session.execute(
-                    select(Message)
-                    .join(MessageLink, MessageLink.message_id == Message.id)
-                    .where(MessageLink.binding_id == binding.id, MessageLink.platform_ref == thread.root_ref)
-                )
-            ).scalar_one_or_none()
-            assistant = await assistant_answering(session, conv, widget)
+            root = await root_state(session, payload["conversation_id"], binding.id)
+        if root is None:
+            return Outcome(True, detail="no thread yet: the root will show the current state when posted")
         client = await self.clients.for_team(binding.workspace_id, outbox=True)
         text, root_blocks = blocks.root_message(
-            conv, widget.name, first_text=first.text if first else None, claimed_by=claimed_by, assistant=assistant
+            root.conv, root.widget.name, first_text=root.first_text, claimed_by=root.claimed_by, assistant=root.assistant
         )
-        await client.chat_update(channel=binding.channel_id, ts=thread.root_ref, text=text, blocks=root_blocks)
-        return Outcome(True, status_code=200, result={"ts": thread.root_ref})
+        await client.chat_update(channel=binding.channel_id, ts=root.thread.root_ref, text=text, blocks=root_blocks)
+        return Outcome(True, status_code=200, result={"ts": root.thread.root_ref})
 
     async def _offline_post(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         async with self.db.read() as session:

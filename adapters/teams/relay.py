@@ -12,18 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from core.assistant_state import assistant_answering
-from core.bindings import link_thread, thread_for
+from core.bindings import link_thread
 from core.db import Database
 from core.digests import digest_text
-from core.models import ChannelBinding, Conversation, Message, MessageLink, OfflineMessage, OutboxItem, Widget
+from core.models import ChannelBinding, Conversation, Message, OfflineMessage, OutboxItem, Widget
 from core.outbox import Outcome
 
 from adapters.teams import cards
 from adapters.teams.connector import Connector
-from adapters.channel_relay import ChannelRelay, agent_name, get_row, link_message, link_root, relay_context
+from adapters.channel_relay import ChannelRelay, get_row, link_message, link_root, relay_context, root_state
 from adapters.teams.errors import Failure, classify
 from adapters.teams.pacing import Pacer
 from adapters.teams.text import relay_line
@@ -123,26 +121,18 @@ class TeamsRelay(ChannelRelay):
 
     async def _root_update(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         async with self.db.read() as session:
-            conv = await get_row(session, Conversation, payload["conversation_id"])
-            thread = await thread_for(session, conv.id, binding.id)
-            if thread is None or not thread.root_ref:
-                return Outcome(True, detail="no reply chain yet: the root will show the current state when posted")
-            widget = await get_row(session, Widget, conv.widget_id)
-            claimed_by = await agent_name(session, conv.claimed_by)
-            first = (
-                await session.execute(
-                    select(Message)
-                    .join(MessageLink, MessageLink.message_id == Message.id)
-                    .where(MessageLink.binding_id == binding.id, MessageLink.platform_ref == thread.root_ref)
-                )
-            ).scalar_one_or_none()
-            assistant = await assistant_answering(session, conv, widget)
-        facts = chat_facts(conv, widget, claimed_by=claimed_by, first_text=first.text if first else None, assistant=assistant)
-        await self.pacer.wait(binding.channel_id)
-        await self.connector.update(
-            conversation_id=thread.thread_ref, activity_id=thread.root_ref, activity=root_activity(facts), **_where(binding)
+            root = await root_state(session, payload["conversation_id"], binding.id)
+        if root is None:
+            return Outcome(True, detail="no reply chain yet: the root will show the current state when posted")
+        facts = chat_facts(
+            root.conv, root.widget, claimed_by=root.claimed_by, first_text=root.first_text, assistant=root.assistant
         )
-        return Outcome(True, status_code=200, result={"conversation_id": thread.thread_ref, "activity_id": thread.root_ref})
+        await self.pacer.wait(binding.channel_id)
+        chain, activity_id = root.thread.thread_ref, root.thread.root_ref
+        await self.connector.update(
+            conversation_id=chain, activity_id=activity_id, activity=root_activity(facts), **_where(binding)
+        )
+        return Outcome(True, status_code=200, result={"conversation_id": chain, "activity_id": activity_id})
 
     async def _digest(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         """The manager digest as a new post in the channel (plain text, links included)."""
