@@ -58,16 +58,8 @@ async def _plan_webhooks(
 ) -> int:
     """``core.webhooks.plan_webhook_event`` over the cached endpoints (core/destinations.py):
     one row per enabled endpoint subscribed to ``event_type``, no query when nothing changed."""
-    assert event_type in wh.EVENT_TYPES, event_type
-    planned = 0
-    body: str | None = None
-    for endpoint in (await destinations_of(session, widget_id)).endpoints:
-        if not endpoint.enabled or event_type not in endpoint.events:
-            continue
-        body = body or wh.event_body(event_type, data)
-        wh._plan(session, endpoint, body, event_type, ref, ordered_by)  # type: ignore[arg-type]  # uses .id and .url
-        planned += 1
-    return planned
+    endpoints = (await destinations_of(session, widget_id)).endpoints
+    return wh.plan_for_endpoints(session, endpoints, event_type, data, ref=ref, ordered_by=ordered_by)
 
 
 async def _plan_pushes(session: AsyncSession, widget: Widget, push: Push, *, ref: tuple[str, int]) -> int:

@@ -13,6 +13,7 @@ import base64
 import json
 import secrets
 from datetime import datetime
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import select
@@ -164,10 +165,25 @@ async def plan_webhook_event(
     in the order they happened: a ``conversation.closed`` never overtakes
     its ``conversation.started``, even when the first one is being retried.
     """
+    endpoints = await list_endpoints(session, widget_id)
+    return plan_for_endpoints(session, endpoints, event_type, data, ref=ref, ordered_by=ordered_by)
+
+
+def plan_for_endpoints(
+    session: AsyncSession,
+    endpoints: Iterable[Any],
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    ref: tuple[str, int] | None = None,
+    ordered_by: str | None = None,
+) -> int:
+    """Plan ``event_type`` for the enabled, subscribed ones of ``endpoints`` (rows or cached
+    copies with ``id``, ``url``, ``enabled`` and ``events``); one body shared by all."""
     assert event_type in EVENT_TYPES, event_type
     planned = 0
     body: str | None = None
-    for endpoint in await list_endpoints(session, widget_id):
+    for endpoint in endpoints:
         if not endpoint.enabled or event_type not in (endpoint.events or ()):
             continue
         body = body or event_body(event_type, data)
