@@ -173,30 +173,40 @@ class RootState:
 
     conv: Conversation
     widget: Widget
-    thread: ThreadLink
+    root_ref: str  # the root post on this binding (Slack ts, Teams activity id)
+    thread_ref: str | None  # the thread it opened; None when only the clicked root is known
     claimed_by: str | None
     first_text: str | None  # the visitor line the root carries, if it carries one
     assistant: bool  # the assistant may answer: offer "Take over"
 
 
-async def root_state(session: AsyncSession, conversation_id: int, binding_id: int) -> RootState | None:
-    """The root's current state on one binding; None while the chat has no thread there."""
+async def root_state(
+    session: AsyncSession, conversation_id: int, binding_id: int, *, clicked_root: str | None = None
+) -> RootState | None:
+    """The root's current state on one binding; None while the chat has no thread there.
+
+    ``clicked_root`` is the root a button was pressed on: it stands in while
+    the thread link is not stored yet (the root was posted, its outcome not
+    yet recorded). Raises NotFound when the conversation or widget is gone.
+    """
     conv = await get_row(session, Conversation, conversation_id)
     thread = await thread_for(session, conv.id, binding_id)
-    if thread is None or not thread.root_ref:
+    root_ref = (thread.root_ref if thread is not None else None) or clicked_root
+    if not root_ref:
         return None
     widget = await get_row(session, Widget, conv.widget_id)
     first = (
         await session.execute(
             select(Message.text)
             .join(MessageLink, MessageLink.message_id == Message.id)
-            .where(MessageLink.binding_id == binding_id, MessageLink.platform_ref == thread.root_ref)
+            .where(MessageLink.binding_id == binding_id, MessageLink.platform_ref == root_ref)
         )
     ).scalar_one_or_none()
     return RootState(
         conv,
         widget,
-        thread,
+        root_ref,
+        thread.thread_ref if thread is not None else None,
         await agent_name(session, conv.claimed_by),
         first,
         await assistant_answering(session, conv, widget),

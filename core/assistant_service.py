@@ -319,7 +319,12 @@ def _actions(reply: Reply, config: AssistantConfig, language: str | None = None)
 
 
 async def _a_person_replied(session: AsyncSession, conversation_id: int) -> bool:
-    query = select(Message.id).where(Message.conversation_id == conversation_id, Message.sender == "agent").limit(1)
+    """An agent's line reached the visitor; internal notes do not count."""
+    query = (
+        select(Message.id)
+        .where(Message.conversation_id == conversation_id, Message.sender == "agent", Message.internal.is_(False))
+        .limit(1)
+    )
     return (await session.execute(query)).scalar_one_or_none() is not None
 
 

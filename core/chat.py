@@ -208,7 +208,8 @@ class ChatService:
             if message is not None:
                 await plan_message_relay(session, conv, message, exclude_binding_id=source_binding_id)
                 plan_agent_reply(session, conv, message)
-                await stop_assistant(session, conv.id, "agent_replied")  # a person is here: the bot stops
+                if not message.internal:  # a person answered the visitor: the bot stops (a note is not an answer)
+                    await stop_assistant(session, conv.id, "agent_replied")
                 if source_binding_id is not None and source_ref is not None:
                     session.add(MessageLink(message_id=message.id, binding_id=source_binding_id, platform_ref=source_ref))
             if closed:
@@ -287,11 +288,18 @@ class ChatService:
     async def take_over(self, conversation_id: int) -> bool:
         """A person takes the conversation from the assistant (the thread's "Take over" button).
 
-        True when the assistant was speaking in it until now.
+        True when the assistant was speaking in it until now. The root is
+        rebuilt in every bound channel (the button goes everywhere, not only
+        where it was pressed), also after a late click that changed nothing,
+        so a root still showing the button catches up.
         """
         async with self.db.write() as session:
             conv = await get_conversation(session, conversation_id)
-            return await stop_assistant(session, conv.id, "taken_over")
+            stopped = await stop_assistant(session, conv.id, "taken_over")
+            planned = await plan_root_update(session, conv) if conv.status == "open" else 0
+        if planned:
+            await self.bus.publish(ev.OUTBOX_ENQUEUED, {})
+        return stopped
 
     async def bot_message(
         self,

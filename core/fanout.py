@@ -40,7 +40,7 @@ async def plan_message_relay(
 
 
 async def plan_root_update(session: AsyncSession, conv: Conversation) -> int:
-    """Refresh the thread's root (claimed by, closed) in every bound channel."""
+    """Refresh the thread's root (claimed by, closed, "Take over" offered) in every bound channel."""
     planned = 0
     for binding in (await destinations_of(session, conv.widget_id)).bindings:
         enqueue(

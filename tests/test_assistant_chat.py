@@ -169,6 +169,19 @@ async def test_a_human_reply_stops_the_assistant_for_that_conversation(client, w
     assert thread is not None and (thread.status, thread.reason) == ("stopped", "agent_replied")
 
 
+async def test_an_internal_note_leaves_the_assistant_answering(client, widget, worker, services):
+    visitor = await Visitor.connect(client, widget.key)
+    ack = await visitor.say(EMBED_QUESTION, "c1")
+    await bot_reply(visitor)
+    for note in ("note: VIP customer", "!check the CRM first"):
+        await services.chat.agent_message(ack["conversation_id"], note, author="Bo")
+    await visitor.say("Does deskbell have a REST API?", "c2")
+    await bot_reply(visitor)  # the visitor got no answer from a person: the assistant still answers
+    async with services.db.read() as session:
+        thread = await session.get(AssistantThread, ack["conversation_id"])
+    assert thread is not None and (thread.status, thread.reason) == ("active", None)
+
+
 async def test_take_over_stops_the_assistant_without_a_reply(client, widget, worker, services):
     visitor = await Visitor.connect(client, widget.key)
     ack = await visitor.say(EMBED_QUESTION, "c1")

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from core.agents import create_agent
 from core.kb_import import read_path
 from core.knowledge import import_entries
-from core.models import AssistantThread, OutboxItem, ThreadLink
+from core.models import AssistantThread, Message, OutboxItem, ThreadLink
 from core.services import Services
 from core.widgets import create_widget
 from bot.seed import SAMPLE_KB
@@ -114,8 +114,9 @@ async def test_take_over_silences_the_assistant_says_who_in_the_thread_and_drops
         ":raising_hand: *Ana Lima* took over from the assistant: it stays quiet in this chat now. "
         "Reply in the thread to answer the visitor."
     ]
-    [update] = await eventually(lambda: rig.fake.calls_of("chat.update"))
-    assert update.args["ts"] == root["ts"]
+    # Rebuilt at once where it was pressed, and through the outbox like every bound channel's root.
+    updates = await eventually(lambda: len(rig.fake.calls_of("chat.update")) == 2 and rig.fake.calls_of("chat.update"))
+    assert {u.args["ts"] for u in updates} == {root["ts"]}
     refreshed = rig.fake.messages[(CHANNEL, root["ts"])]
     assert _buttons(refreshed) == ["deskbell_claim", "deskbell_close"]
     assert EMBED_QUESTION in json.dumps(refreshed["blocks"]) and "Waiting for someone" in json.dumps(refreshed["blocks"])
@@ -161,6 +162,35 @@ async def test_a_reply_in_the_thread_stops_the_assistant_and_later_questions_rea
     await eventually(lambda: "Does deskbell have a REST API?" in _thread_texts(rig, root))
     assert [f for f in await visitor.quiet(0.8) if f["type"] == "message" and f["from"] == "bot"] == []
     assert await _count(rig, OutboxItem, OutboxItem.kind == "ai.reply") == 1
+
+
+async def test_a_note_in_the_thread_leaves_the_assistant_answering_and_a_reply_then_stops_it(rig: SlackRig, widget):
+    visitor = await Visitor.connect(rig.client, widget.key)
+    ack = await visitor.say(EMBED_QUESTION, "c1")
+    await _from(visitor, "bot")
+    root = await _root(rig)
+    await eventually(lambda: _thread_texts(rig, root))
+
+    # An internal note is for colleagues: the visitor never sees it, so nobody has answered them yet.
+    await rig.sender.event(event_body(thread_reply(CHANNEL, root["ts"], "UANA", "note: she asked about this last week")))
+    await eventually(lambda: _count(rig, Message, Message.internal.is_(True)))
+    assert await _assistant(rig, ack["conversation_id"]) == ("active", None)
+    await visitor.say("Does deskbell have a REST API?", "c2")
+    frames = []
+    while not frames or frames[-1]["from"] != "bot":
+        frames.append(await visitor.next("message", timeout=5))
+    assert [f["from"] for f in frames] == ["visitor", "bot"]  # the assistant answered; the note never reached the visitor
+    assert await _count(rig, OutboxItem, OutboxItem.kind == "ai.reply") == 2
+    assert "deskbell_take_over" in _buttons(rig.fake.messages[(CHANNEL, root["ts"])])
+
+    # A line that reaches the visitor stops it.
+    await rig.sender.event(event_body(thread_reply(CHANNEL, root["ts"], "UANA", "Hi, Ana here.")))
+    assert (await _from(visitor, "agent"))["text"] == "Hi, Ana here."
+    assert await _assistant(rig, ack["conversation_id"]) == ("stopped", "agent_replied")
+    await visitor.say("And a Teams app?", "c3")
+    await eventually(lambda: "And a Teams app?" in _thread_texts(rig, root))
+    assert [f for f in await visitor.quiet(0.8) if f["type"] == "message" and f["from"] == "bot"] == []
+    assert await _count(rig, OutboxItem, OutboxItem.kind == "ai.reply") == 2
 
 
 async def test_a_handoff_leaves_the_ai_transcript_in_the_thread_for_the_agent(rig: SlackRig):

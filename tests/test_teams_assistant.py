@@ -16,14 +16,14 @@ from sqlalchemy import func, select
 from core.dispatch import Dispatcher
 from core.kb_import import read_path
 from core.knowledge import import_entries
-from core.models import AssistantThread, OutboxItem
+from core.models import AssistantThread, Message, OutboxItem
 from core.services import Services
 from core.widgets import create_widget
 from adapters.teams.adapter import TeamsAdapter
 from bot.seed import SAMPLE_KB
 from tests.conftest import eventually
 from tests.fakes.bot_connector import FakeBotConnector, card_invoke, channel_message
-from tests.test_teams import ANA, BEN, bound_channel, card_of, card_text, client, fake, post, relayed_chain, teams  # noqa: F401
+from tests.test_teams import ANA, BEN, bound_channel, card_of, card_text, client, count, fake, post, relayed_chain, teams  # noqa: F401
 from tests.widget_client import Visitor
 
 EMBED_QUESTION = "How can I put the chat widget on my website?"
@@ -97,8 +97,9 @@ async def test_take_over_from_the_card_silences_the_assistant_and_says_who(clien
     assert await _assistant(services, conversation_id) == ("stopped", "taken_over")
     note = await eventually(lambda: [line for line in _lines(fake, chain) if "took over" in line])
     assert note == ["Ana Lima took over from the assistant: it stays quiet in this chat now. Reply here to answer the visitor."]
-    [update] = fake.of_kind("update")  # the card the button was on, rebuilt at once
-    assert update.activity_id == fake.chains[chain][0]
+    # The card the button was on, rebuilt at once, and through the outbox like every bound channel's root.
+    updates = await eventually(lambda: len(fake.of_kind("update")) == 2 and fake.of_kind("update"))
+    assert {u.activity_id for u in updates} == {fake.chains[chain][0]}
     root = card_of(fake.chain(chain)[0])
     assert [a["title"] for a in root["actions"]] == ["Claim", "Close"]
     assert "Waiting for an agent" in card_text(root) and EMBED_QUESTION in card_text(root)
@@ -132,3 +133,28 @@ async def test_a_reply_in_the_chain_stops_the_assistant(client, fake, widget, se
     await eventually(lambda: any("Does deskbell have a REST API?" in line for line in _lines(fake, chain)))
     assert [f for f in await visitor.quiet(0.8) if f["type"] == "message" and f["from"] == "bot"] == []
     assert await _ai_replies(services) == 1
+
+
+async def test_a_note_in_the_chain_leaves_the_assistant_answering_and_a_reply_then_stops_it(client, fake, widget, services, working):  # noqa: F811
+    visitor, conversation_id, chain, _answer = await _chat_with_an_answer(client, fake, widget, services)
+
+    # An internal line is for colleagues: the visitor never sees it, so nobody has answered them yet.
+    await post(client, channel_message(fake.service_url, ANA, "!checking the order history", thread=chain))
+    await eventually(lambda: count(services, Message, Message.internal.is_(True)))
+    assert await _assistant(services, conversation_id) == ("active", None)
+    await visitor.say("Does deskbell have a REST API?", "c2")
+    frames: list[dict[str, Any]] = []
+    while not frames or frames[-1]["from"] != "bot":
+        frames.append(await visitor.next("message", timeout=5))
+    assert [f["from"] for f in frames] == ["visitor", "bot"]  # the assistant answered; the note never reached the visitor
+    assert await _ai_replies(services) == 2
+    assert "Take over" in [a["title"] for a in card_of(fake.chain(chain)[0])["actions"]]
+
+    # A line that reaches the visitor stops it.
+    await post(client, channel_message(fake.service_url, ANA, "Hi, Ana here.", thread=chain))
+    assert (await _from(visitor, "agent"))["text"] == "Hi, Ana here."
+    assert await _assistant(services, conversation_id) == ("stopped", "agent_replied")
+    await visitor.say("And a Slack app?", "c3")
+    await eventually(lambda: any("And a Slack app?" in line for line in _lines(fake, chain)))
+    assert [f for f in await visitor.quiet(0.8) if f["type"] == "message" and f["from"] == "bot"] == []
+    assert await _ai_replies(services) == 2

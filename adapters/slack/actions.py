@@ -3,10 +3,10 @@ handled" on an offline message, duty and stay-available toggles at home.
 
 Clicks are acknowledged first. Core makes double clicks harmless (a second
 claim is refused with Conflict, a second close or take-over does nothing);
-the person who lost the race is told ephemerally. After Claim and Close the
-root message is updated through the outbox, like every post; "Take over"
-refreshes the root it was pressed on at once and says who took over in the
-thread.
+the person who lost the race is told ephemerally. After Claim, Close and
+Take over the root is updated in every bound channel through the outbox,
+like every post; "Take over" also refreshes the root it was pressed on at
+once and says who took over in the thread.
 """
 
 from __future__ import annotations
@@ -18,19 +18,21 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
 from core.agents import agent_state
-from core.assistant_state import assistant_answering, quiet_reason
+from core.assistant_state import quiet_reason
 from core.availability import agent_available
-from core.bindings import bindings_for_channel, mark_broken, thread_for
+from core.bindings import bindings_for_channel, mark_broken
 from core.clock import utcnow
 from core.conversations import get_conversation
 from core.errors import DomainError
-from core.models import Agent, ChannelBinding, Conversation, Message, MessageLink, OfflineMessage, ThreadLink, Widget
+from core.models import Agent, ChannelBinding, Conversation, OfflineMessage, ThreadLink, Widget
 from core.offline import set_status
 from core.services import Services
 
+from adapters.channel_relay import root_state
 from adapters.slack import blocks
 from adapters.slack.directory import Directory
 from adapters.slack.errors import BROKEN_HINTS
+from adapters.slack.relay import root_message
 from adapters.slack.store import SqlInstallationStore
 
 log = logging.getLogger(__name__)
@@ -113,33 +115,22 @@ class Actions:
     async def _refresh_root(
         self, client: AsyncWebClient, conversation_id: int, binding: ChannelBinding, body: dict[str, Any]
     ) -> str | None:
-        """Rebuild the chat's root in this channel from the database (as the relay does); its ts."""
+        """Rebuild the chat's root in this channel at once, as the relay does; its ts.
+
+        Every bound channel's root is also updated through the outbox; this one
+        is the person's own feedback, before the thread says who took over.
+        """
         pressed_on = (body.get("container") or {}).get("message_ts") or (body.get("message") or {}).get("ts")
         async with self.svc.db.read() as session:
-            conv = await get_conversation(session, conversation_id)
-            widget = await session.get(Widget, conv.widget_id)
-            thread = await thread_for(session, conv.id, binding.id)
-            ts = (thread.root_ref if thread is not None else None) or pressed_on
-            if widget is None or not ts:
-                return None
-            first = (
-                await session.execute(
-                    select(Message)
-                    .join(MessageLink, MessageLink.message_id == Message.id)
-                    .where(MessageLink.binding_id == binding.id, MessageLink.platform_ref == ts)
-                )
-            ).scalar_one_or_none()
-            claimer = await session.get(Agent, conv.claimed_by) if conv.claimed_by else None
-            assistant = await assistant_answering(session, conv, widget)
-        text, root_blocks = blocks.root_message(
-            conv, widget.name, first_text=first.text if first else None,
-            claimed_by=claimer.name if claimer else None, assistant=assistant,
-        )
+            root = await root_state(session, conversation_id, binding.id, clicked_root=pressed_on)
+        if root is None:
+            return None
+        text, root_blocks = root_message(root)
         try:
-            await client.chat_update(channel=binding.channel_id, ts=ts, text=text, blocks=root_blocks)
-        except Exception as exc:  # the note still goes out; the next root update fixes the root
+            await client.chat_update(channel=binding.channel_id, ts=root.root_ref, text=text, blocks=root_blocks)
+        except Exception as exc:  # the note still goes out; the root update through the outbox fixes the root
             log.warning("could not refresh the root of chat %s in %s: %s", conversation_id, binding.channel_id, exc)
-        return ts
+        return root.root_ref
 
     async def offline_handled(self, ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
         """Marks the stored offline message handled, then shows it on the post."""

@@ -22,10 +22,16 @@ from core.outbox import Outcome
 
 from adapters.slack import blocks
 from adapters.slack.clients import SlackClients
-from adapters.channel_relay import ChannelRelay, get_row, link_message, link_root, relay_context, root_state
+from adapters.channel_relay import ChannelRelay, RootState, get_row, link_message, link_root, relay_context, root_state
 from adapters.slack.errors import Failure, classify
 from adapters.slack.pacing import ChannelPacer
 
+
+def root_message(root: RootState) -> tuple[str, list[dict[str, Any]]]:
+    """A thread root's text and blocks as its state says now (claimed, closed, "Take over")."""
+    return blocks.root_message(
+        root.conv, root.widget.name, first_text=root.first_text, claimed_by=root.claimed_by, assistant=root.assistant
+    )
 
 
 class SlackRelay(ChannelRelay):
@@ -74,11 +80,9 @@ class SlackRelay(ChannelRelay):
         if root is None:
             return Outcome(True, detail="no thread yet: the root will show the current state when posted")
         client = await self.clients.for_team(binding.workspace_id, outbox=True)
-        text, root_blocks = blocks.root_message(
-            root.conv, root.widget.name, first_text=root.first_text, claimed_by=root.claimed_by, assistant=root.assistant
-        )
-        await client.chat_update(channel=binding.channel_id, ts=root.thread.root_ref, text=text, blocks=root_blocks)
-        return Outcome(True, status_code=200, result={"ts": root.thread.root_ref})
+        text, root_blocks = root_message(root)
+        await client.chat_update(channel=binding.channel_id, ts=root.root_ref, text=text, blocks=root_blocks)
+        return Outcome(True, status_code=200, result={"ts": root.root_ref})
 
     async def _offline_post(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         async with self.db.read() as session:

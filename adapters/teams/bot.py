@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from http import HTTPStatus
 from typing import Any
 
@@ -22,22 +21,23 @@ from microsoft_agents.hosting.core.connector import ConnectorClientBase
 from sqlalchemy import select
 
 from core.agents import agent_to_json, get_agent
-from core.assistant_state import assistant_answering, quiet_reason
-from core.bindings import bind_channel, bindings_for_channel, conversation_for_thread, mark_broken, thread_for
+from core.assistant_state import quiet_reason
+from core.bindings import bind_channel, bindings_for_channel, conversation_for_thread, mark_broken
 from core.conversations import get_conversation
 from core.dedupe import first_time
 from core.errors import Conflict, DomainError, NotFound
-from core.models import Agent, ChannelBinding, Message, MessageLink, Widget
+from core.models import ChannelBinding, MessageLink, Widget
 from core.offline import get_offline_message, set_status
 from core.services import Services
 from core.widgets import find_widget
 
+from adapters.channel_relay import root_state
 from adapters.teams import cards
 from adapters.teams.commands import Command, NotACommand, help_text, parse_command
 from adapters.teams.directory import AgentRef, Directory
 from adapters.teams.ids import channel_part, event_key
 from adapters.teams.inbound import Inbound, read_inbound
-from adapters.teams.relay import chat_facts, offline_facts
+from adapters.teams.relay import offline_facts, root_activity, root_facts
 from adapters.teams.text import escape, to_plain
 
 PLATFORM = "teams"
@@ -325,35 +325,23 @@ class TeamsBot(ActivityHandler):
         return cards.assistant_quiet_text(status, reason)
 
     async def _refresh_root(self, ctx: TurnContext, inb: Inbound, conversation_id: int, widget_id: int) -> None:
-        """Rebuild the chat's root card in this channel from the database, as the relay does."""
+        """Rebuild the chat's root card in this channel at once, as the relay does.
+
+        Every bound channel's root is also updated through the outbox; this one
+        is the person's own feedback, before the chain says who took over.
+        """
         async with self.svc.db.read() as session:
             bindings = await bindings_for_channel(session, PLATFORM, inb.tenant_id, inb.channel_id or "")
             binding = next((b for b in bindings if b.widget_id == widget_id), None)
-            thread = await thread_for(session, conversation_id, binding.id) if binding is not None else None
-            root = (thread.root_ref if thread is not None else None) or inb.reply_to_id
-            if binding is None or not root:
+            if binding is None:
                 return
-            conv = await get_conversation(session, conversation_id)
-            widget = await session.get(Widget, widget_id)
-            first = (
-                await session.execute(
-                    select(Message)
-                    .join(MessageLink, MessageLink.message_id == Message.id)
-                    .where(MessageLink.binding_id == binding.id, MessageLink.platform_ref == root)
-                )
-            ).scalar_one_or_none()
-            claimer = await session.get(Agent, conv.claimed_by) if conv.claimed_by else None
-            assistant = widget is not None and await assistant_answering(session, conv, widget)
-        if widget is None:
+            root = await root_state(session, conversation_id, binding.id, clicked_root=inb.reply_to_id)
+        if root is None:
             return
-        facts = replace(
-            chat_facts(conv, widget, claimed_by=claimer.name if claimer else None, first_text=first.text if first else None),
-            assistant=assistant,
-        )
-        activity = {"type": "message", "id": root, "summary": cards.root_summary(facts), "attachments": [cards.attachment(cards.root_card(facts))]}
+        activity = {"type": "message", "id": root.root_ref, **root_activity(root_facts(root))}
         try:
             await ctx.update_activity(Activity.model_validate(activity))
-        except Exception as exc:  # the next root update through the outbox fixes the card
+        except Exception as exc:  # the root update through the outbox fixes the card
             log.warning("could not refresh the root card of chat %s: %s", conversation_id, exc)
 
     async def _mark_handled(self, ctx: TurnContext, inb: Inbound, offline_id: int, agent: AgentRef, widget_ids: set[int]) -> str | None:

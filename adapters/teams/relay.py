@@ -21,7 +21,7 @@ from core.outbox import Outcome
 
 from adapters.teams import cards
 from adapters.teams.connector import Connector
-from adapters.channel_relay import ChannelRelay, get_row, link_message, link_root, relay_context, root_state
+from adapters.channel_relay import ChannelRelay, RootState, get_row, link_message, link_root, relay_context, root_state
 from adapters.teams.errors import Failure, classify
 from adapters.teams.pacing import Pacer
 from adapters.teams.text import relay_line
@@ -56,6 +56,13 @@ def offline_facts(row: OfflineMessage, widget: Widget) -> cards.OfflineFacts:
         message=row.message,
         page_url=row.page_url,
         status=row.status,
+    )
+
+
+def root_facts(root: RootState) -> cards.ChatFacts:
+    """What a chat's root card shows as its state says now (claimed, closed, "Take over")."""
+    return chat_facts(
+        root.conv, root.widget, claimed_by=root.claimed_by, first_text=root.first_text, assistant=root.assistant
     )
 
 
@@ -122,15 +129,12 @@ class TeamsRelay(ChannelRelay):
     async def _root_update(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         async with self.db.read() as session:
             root = await root_state(session, payload["conversation_id"], binding.id)
-        if root is None:
+        if root is None or root.thread_ref is None:
             return Outcome(True, detail="no reply chain yet: the root will show the current state when posted")
-        facts = chat_facts(
-            root.conv, root.widget, claimed_by=root.claimed_by, first_text=root.first_text, assistant=root.assistant
-        )
         await self.pacer.wait(binding.channel_id)
-        chain, activity_id = root.thread.thread_ref, root.thread.root_ref
+        chain, activity_id = root.thread_ref, root.root_ref
         await self.connector.update(
-            conversation_id=chain, activity_id=activity_id, activity=root_activity(facts), **_where(binding)
+            conversation_id=chain, activity_id=activity_id, activity=root_activity(root_facts(root)), **_where(binding)
         )
         return Outcome(True, status_code=200, result={"conversation_id": chain, "activity_id": activity_id})
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.bindings import bind_channel
 from core.dispatch import Dispatcher
@@ -22,6 +22,9 @@ from bot.app import build_app
 from bot.settings import Settings
 from bot.wiring import build_dispatcher, build_slack
 from tests.fakes.slack_api import BOT_TOKEN, SIGNING_SECRET, TEAM_ID, FakeSlack, SlackSender, fake_app
+
+if TYPE_CHECKING:
+    from adapters.teams.adapter import TeamsAdapter
 
 
 @dataclass
@@ -44,8 +47,15 @@ class SlackRig:
 
 @contextlib.asynccontextmanager
 async def slack_rig(
-    services: Services, aiohttp_client: Any, aiohttp_server: Any, *, run_dispatcher: bool = True, **slack: str | None
+    services: Services,
+    aiohttp_client: Any,
+    aiohttp_server: Any,
+    *,
+    run_dispatcher: bool = True,
+    teams: TeamsAdapter | None = None,
+    **slack: str | None,
 ) -> AsyncIterator[SlackRig]:
+    """``teams`` mounts a Teams adapter beside Slack (its outbox handlers too), as when both are configured."""
     fake = FakeSlack()
     server = await aiohttp_server(fake_app(fake))
     fake.base_url = str(server.make_url("")).rstrip("/")
@@ -57,8 +67,8 @@ async def slack_rig(
     )
     adapter = build_slack(services, settings)
     assert adapter is not None
-    client = await aiohttp_client(build_app(services, slack=adapter))
-    dispatcher = build_dispatcher(services, settings, slack=adapter)
+    client = await aiohttp_client(build_app(services, slack=adapter, teams=teams))
+    dispatcher = build_dispatcher(services, settings, slack=adapter, teams=teams)
     dispatcher.poll_s = 0.2
     stop = asyncio.Event()
     task = asyncio.create_task(dispatcher.run(stop)) if run_dispatcher else None
