@@ -25,15 +25,9 @@ from adapters.http import client_ip, error_response, services
 from adapters.widget.hub import VisitorSocket, WidgetHub
 from adapters.widget.open_conversations import OpenConversation
 from adapters.widget.origins import origin_allowed
-from core.conversations import (
-    VisitorContext,
-    conversation_last_seq,
-    current_conversation,
-    message_frame,
-    messages_after,
-)
+from core.conversations import VisitorContext, conversation_last_seq, message_frame, messages_after
 from core.errors import DomainError, NotFound
-from core.models import Widget
+from core.models import Conversation, Widget
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +37,9 @@ HEARTBEAT_S = 30
 # Error code of a frame that failed on our side (database, Redis): retry it later; widget.js
 # keeps the message and sends it again with the same client_id.
 UNAVAILABLE = "unavailable"
+# A typing frame repeating the state published for this socket less than this long ago is
+# dropped: widget.js sends one every 3 s at most, so only a runaway client is slowed down.
+TYPING_REPEAT_S = 1.0
 
 
 class FrameError(Exception):
@@ -239,13 +236,32 @@ class VisitorSession:
         )
 
     async def _on_typing(self, frame: dict[str, Any]) -> None:
-        assert self.sock is not None
-        if self.sock.conversation_id is None:
+        """Typing in the socket's open conversation, published without a database read.
+
+        The socket knows its conversation: the one found for this visitor at
+        the welcome, or the one its own visitor's messages arrive in (events are
+        routed by visitor), and it forgets it when the conversation closes (the
+        close event, or a resync that finds it closed). No conversation, or a
+        ``conversation_id`` in the frame that is not the socket's: ignored, as
+        typing before the first message always was.
+        """
+        sock = self.sock
+        assert sock is not None
+        conversation_id = sock.conversation_id
+        if conversation_id is None:
             return
-        async with self.svc.db.read() as session:
-            conv = await current_conversation(session, self.widget.id, self.sock.visitor_id)
-        if conv is not None:
-            await self.svc.chat.typing(conv, "visitor", None, bool(frame.get("active")))
+        claimed = frame.get("conversation_id")
+        if claimed is not None and claimed != conversation_id:
+            return
+        active = bool(frame.get("active"))
+        now = asyncio.get_running_loop().time()
+        last = sock.typing_sent
+        if last is not None and last[0] == active and now - last[1] < TYPING_REPEAT_S:
+            return
+        sock.typing_sent = (active, now)
+        # Only the ids are read from it: no row is loaded and no session is involved.
+        conv = Conversation(id=conversation_id, widget_id=sock.widget_id)
+        await self.svc.chat.typing(conv, "visitor", None, active)
 
     async def _error(self, code: str, message: str, client_id: Any = None) -> None:
         frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
