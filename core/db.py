@@ -14,6 +14,10 @@ acknowledged message or a 201 for an offline form is durable, and in WAL
 mode ``NORMAL`` can lose the last commits on a power cut or OS crash (not on
 a process crash). With group commit the fsync is paid once per batch, not
 once per message, so FULL costs little where it matters.
+
+SQLite connections come from core/sqlite_driver.py: statements that cannot
+wait run on the loop's thread, those that can (BEGIN IMMEDIATE, COMMIT) in a
+thread, instead of aiosqlite's thread trip for every cursor operation.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from core import sqlite_driver
 from core.destinations import INFO_KEY as DESTINATIONS
 from core.destinations import DestinationCache
 
@@ -67,7 +72,8 @@ def normalize_url(url: str) -> str:
 def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
+        if dbapi_conn.isolation_level is not None:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves, below
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA synchronous=FULL")
@@ -78,6 +84,18 @@ def _sqlite_pragmas(engine: AsyncEngine, *, immediate: bool) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def _sqlite_creator(url: str) -> Callable[[], Awaitable[Any]]:
+    """Connections for the SQLite engines: core/sqlite_driver.py (no thread trip per statement)."""
+    parsed = make_url(url)
+    database = parsed.database or ":memory:"
+    uri = str(parsed.query.get("uri", "")).lower() in ("1", "true")
+
+    async def create() -> Any:
+        return await sqlite_driver.connect(database, uri=uri)
+
+    return create
 
 
 class WriteLock:
@@ -134,8 +152,11 @@ class Database:
         self.dialect = make_url(self.url).get_backend_name()
         try:
             if self.is_sqlite:
-                self.engine = create_async_engine(self.url, echo=echo)
-                self._write_engine = create_async_engine(self.url, echo=echo, pool_size=1, max_overflow=0)
+                creator = _sqlite_creator(self.url)
+                self.engine = create_async_engine(self.url, echo=echo, async_creator=creator)
+                self._write_engine = create_async_engine(
+                    self.url, echo=echo, pool_size=1, max_overflow=0, async_creator=creator
+                )
                 _sqlite_pragmas(self.engine, immediate=False)
                 _sqlite_pragmas(self._write_engine, immediate=True)
             else:

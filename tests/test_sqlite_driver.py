@@ -1,0 +1,153 @@
+"""core/sqlite_driver.py: statements that cannot wait run inline, those that can wait never
+block the event loop, and a cancelled caller cannot make two threads use one connection."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from core.db import Database
+from core.sqlite_driver import InlineConnection
+
+
+async def _driver(db: Database) -> InlineConnection:
+    async with db._write_engine.connect() as conn:  # the writer's one pooled connection
+        raw = await conn.get_raw_connection()
+        return raw.driver_connection  # type: ignore[return-value]
+
+
+@pytest.fixture
+async def db(tmp_path: Path):
+    database = Database(f"sqlite:///{tmp_path / 'd.db'}")
+    async with database.write() as s:
+        await s.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
+    yield database
+    await database.dispose()
+
+
+async def test_a_write_transaction_sends_only_begin_and_commit_to_a_thread(db: Database) -> None:
+    driver = await _driver(db)
+    before_inline, before_offloaded = driver.inline, driver.offloaded
+    async with db.write() as s:
+        for i in range(20):
+            await s.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": str(i)})
+        assert (await s.execute(text("SELECT count(*) FROM t"))).scalar_one() == 20
+    assert driver.offloaded - before_offloaded == 2  # BEGIN IMMEDIATE, COMMIT
+    assert driver.inline - before_inline == 21
+    async with db.read() as s:
+        assert (await s.execute(text("SELECT count(*) FROM t"))).scalar_one() == 20
+
+
+async def test_waiting_for_another_process_lock_does_not_block_the_loop(db: Database, tmp_path: Path) -> None:
+    other = sqlite3.connect(tmp_path / "d.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process is writing
+    other.execute("INSERT INTO t (v) VALUES ('theirs')")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    tick_task = asyncio.create_task(ticker())
+    release = threading.Timer(0.5, other.commit)  # they finish after 0.5 s
+    release.start()
+    started = time.monotonic()
+    async with db.write() as s:  # BEGIN IMMEDIATE waits for them (busy_timeout)
+        await s.execute(text("INSERT INTO t (v) VALUES ('ours')"))
+    waited = time.monotonic() - started
+    tick_task.cancel()
+    release.join()
+    other.close()
+    assert waited >= 0.4
+    assert ticks >= 20, "the event loop stood still while SQLite waited for the lock"
+    async with db.read() as s:
+        assert sorted((await s.execute(text("SELECT v FROM t"))).scalars()) == ["ours", "theirs"]
+
+
+async def test_reads_go_on_while_another_process_holds_the_write_lock(db: Database, tmp_path: Path) -> None:
+    async with db.write() as s:
+        await s.execute(text("INSERT INTO t (v) VALUES ('a')"))
+    other = sqlite3.connect(tmp_path / "d.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO t (v) VALUES ('uncommitted')")
+    try:
+        started = time.monotonic()
+        async with db.read() as s:
+            assert list((await s.execute(text("SELECT v FROM t"))).scalars()) == ["a"]
+        assert time.monotonic() - started < 0.5
+    finally:
+        other.rollback()
+        other.close()
+
+
+async def test_a_caller_cancelled_while_sqlite_waits_leaves_the_connection_usable(db: Database, tmp_path: Path) -> None:
+    """The statement keeps running in its thread; the rollback and the next user wait for it."""
+    other = sqlite3.connect(tmp_path / "d.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def write() -> None:
+        async with db.write() as s:
+            await s.execute(text("INSERT INTO t (v) VALUES ('late')"))
+
+    task = asyncio.create_task(write())
+    await asyncio.sleep(0.2)  # BEGIN IMMEDIATE is waiting in its thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    release = threading.Timer(0.3, other.rollback)
+    release.start()
+    async with db.write() as s:
+        await s.execute(text("INSERT INTO t (v) VALUES ('next')"))
+    release.join()
+    other.close()
+    async with db.read() as s:
+        assert list((await s.execute(text("SELECT v FROM t"))).scalars()) == ["next"]
+
+
+async def test_dispose_while_a_statement_runs_in_a_thread_does_not_crash(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'e.db'}")
+    async with database.write() as s:
+        await s.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+    other = sqlite3.connect(tmp_path / "e.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def write() -> None:
+        async with database.write() as s:
+            await s.execute(text("INSERT INTO t DEFAULT VALUES"))
+
+    task = asyncio.create_task(write())
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    release = threading.Timer(0.3, other.rollback)
+    release.start()
+    await database.dispose()  # closes after the waiting BEGIN returns, not during it
+    release.join()
+    other.close()
+    check = sqlite3.connect(tmp_path / "e.db")
+    assert check.execute("SELECT count(*) FROM t").fetchone() == (0,)
+    check.close()
+
+
+async def test_errors_are_sqlite3_errors_as_with_aiosqlite(db: Database) -> None:
+    from sqlalchemy.exc import IntegrityError, OperationalError
+
+    with pytest.raises(OperationalError):
+        async with db.read() as s:
+            await s.execute(text("SELECT nope FROM t"))
+    async with db.write() as s:
+        await s.execute(text("INSERT INTO t (id, v) VALUES (1, 'x')"))
+    with pytest.raises(IntegrityError):
+        async with db.write() as s:
+            await s.execute(text("INSERT INTO t (id, v) VALUES (1, 'y')"))
+    async with db.read() as s:
+        assert list((await s.execute(text("SELECT v FROM t"))).scalars()) == ["x"]
