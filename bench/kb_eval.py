@@ -141,7 +141,8 @@ def _line(r: Result) -> str:
 
 
 def _features(h: Hit) -> list[float]:
-    return [h.coverage, h.title_coverage, h.dense_lead, h.dense_margin, h.margin]
+    """What the hybrid confidence weighs (see ``hybrid_confidence_of`` in core/retrieval.py)."""
+    return [h.coverage, h.word_coverage, h.margin, h.title_margin]
 
 
 def fit_confidence(

@@ -17,10 +17,10 @@ from adapters.embeddings import MiniLMEmbedder, ModelMissing, default_embedder
 from adapters.embeddings.minilm import model_dir
 from adapters.embeddings.wordpiece import WordPiece
 from core.chunking import chunk_entry
-from core.embedding import GuardedEmbedder
+from core.embedding import PASSAGE, SENTENCE, TITLE, DenseIndex, GuardedEmbedder
 from core.knowledge import IndexCache, create_entry
 from core.models import KnowledgeEntry
-from core.retrieval import Index
+from core.retrieval import Index, sentences
 from core.services import Services
 from core.widgets import create_widget
 
@@ -129,6 +129,61 @@ def test_with_an_embedder_hits_carry_a_similarity_and_rank_the_right_entry():
     assert 0.0 <= hits[0].confidence <= 1.0
 
 
+def test_a_passage_is_embedded_by_title_each_sentence_and_whole():
+    passage = chunk_entry(1, "Is it free? What does it cost?", "Yes. Hosting is on you.\n\n- no fees\n- no seats", ["pricing"])[0]
+    index = Index.build([passage], embedder=HashingEmbedder())
+    assert index.dense is not None
+    units = sorted(zip(index.dense.kinds.tolist(), index.dense.owners.tolist()))
+    assert units == [(TITLE, 0)] * 3 + [(SENTENCE, 0)] * 4 + [(PASSAGE, 0)]
+    assert sentences("Set `KEY` first. Then run it: done.\n1. one step\n2. two steps") == [
+        "Set `KEY` first.",
+        "Then run it: done.",
+        "one step",
+        "two steps",
+    ]
+
+
+def test_a_passage_scores_the_mean_of_its_best_title_sentence_and_whole_vector():
+    e = np.eye(4, dtype=np.float32)
+    dense = DenseIndex(
+        vectors=np.stack([e[0], e[1], e[2], e[3], e[0]]),
+        owners=np.array([0, 0, 0, 0, 1]),
+        kinds=np.array([TITLE, SENTENCE, SENTENCE, PASSAGE, PASSAGE], dtype=np.int8),
+        passages=2,
+        words=[],
+        word_vectors=np.zeros((0, 4), dtype=np.float32),
+    )
+    query = np.array([0.6, 0.8, 0.0, 0.0], dtype=np.float32)
+    # Passage 0: title 0.6, best sentence 0.8, whole 0.0. Passage 1 has only its whole vector (0.6).
+    assert np.allclose(dense.passage_similarity(query), [(0.6 + 0.8 + 0.0) / 3, 0.6])
+
+
+def test_a_question_word_counts_as_covered_by_the_closest_word_a_passage_uses():
+    e = np.eye(4, dtype=np.float32)
+    dense = DenseIndex(
+        vectors=np.stack([e[3], e[3], e[3]]),
+        owners=np.array([0, 1, 2]),
+        kinds=np.array([PASSAGE, PASSAGE, PASSAGE], dtype=np.int8),
+        passages=3,
+        words=["parcel", "refund"],
+        word_vectors=np.stack([e[0], e[1]]),
+        word_passages=np.array([[True, False, False], [True, True, False]]),
+    )
+    question_word = np.array([[0.8, 0.6, 0.0, 0.0]], dtype=np.float32)
+    # Passage 0 uses both words (the closer one counts), passage 1 only "refund", passage 2 neither.
+    assert np.allclose([dense.word_similarity(question_word, n)[0] for n in range(3)], [0.8, 0.6, 0.0])
+
+
+def test_word_coverage_finds_a_paraphrase_keyword_coverage_misses(model: MiniLMEmbedder):
+    """"package" is no word of this knowledge base and no synonym in the lexicon; "parcel" is close in meaning."""
+    passages = chunk_entry(1, "How do I track my parcel?", "Use the tracking link in your shipping email.")
+    passages += chunk_entry(2, "Do you have decaf?", "Yes, a Swiss water decaf.")
+    hits = Index.build(passages, embedder=model).search("where is my package")
+    assert hits[0].passage.entry_id == 1 and hits[0].title_margin > 0
+    assert hits[0].coverage == 0.0 < hits[0].word_coverage
+    assert all(h.word_coverage >= h.coverage for h in hits)
+
+
 def test_typos_the_model_does_not_know_are_corrected_before_embedding():
     index = Index.build(_passages(), embedder=HashingEmbedder())
     assert index.dense_query("emial notifications") == "email notifications"
@@ -143,7 +198,9 @@ def test_vectors_are_cached_by_text_so_a_rebuild_embeds_only_what_changed():
     changed = _passages()[:2] + chunk_entry(3, "Can I get email notifications?", "Set SMTP_URL.")
     Index.build(changed, embedder=guard)
     new_texts = [t for c in inner.calls[len(inner.calls) - 1 :] for t in c]
-    assert sum(len(c) for c in inner.calls) - before == len(new_texts) == 1  # the one changed body
+    # Only the changed text's vectors: its one sentence and the whole passage (the title is unchanged).
+    assert sum(len(c) for c in inner.calls) - before == len(new_texts) == 2
+    assert sorted(new_texts) == ["Can I get email notifications?. . Set SMTP_URL.", "Set SMTP_URL."]
 
 
 def test_without_the_model_retrieval_falls_back_to_keywords_with_one_warning(caplog: pytest.LogCaptureFixture):
