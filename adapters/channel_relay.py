@@ -78,11 +78,10 @@ class ChannelRelay(ABC):
     # -- shared -------------------------------------------------------------
     async def _guarded(self, item: OutboxItem, work: Work) -> Outcome:
         """Run one delivery; turn the platform's refusals into outcomes and broken bindings."""
-        async with self.db.read() as session:
-            try:
-                binding = await get_binding(session, int(item.payload["binding_id"]))
-            except NotFound:
-                return Outcome(False, detail="the channel binding was removed", permanent=True)
+        try:
+            binding = await self._binding(int(item.payload["binding_id"]))
+        except NotFound:
+            return Outcome(False, detail="the channel binding was removed", permanent=True)
         refused = self.precheck(binding)
         if refused is not None:
             return refused
@@ -98,6 +97,18 @@ class ChannelRelay(ABC):
         if binding.status != "ok":
             await self._set_ok(binding.id)
         return outcome
+
+    async def _binding(self, binding_id: int) -> ChannelBinding:
+        """The binding a delivery goes to: kept between deliveries (core/destinations.py says
+        how a change drops it), so a line costs no extra session for it."""
+        cache = self.db.destinations
+        binding = cache.binding(binding_id)
+        if binding is None:
+            generation = cache.generation
+            async with self.db.read() as session:
+                binding = await get_binding(session, binding_id)
+            cache.keep_binding(binding, generation)
+        return binding
 
     async def _set_broken(self, binding_id: int, detail: str) -> None:
         async with self.db.write() as session:

@@ -19,7 +19,13 @@ Staying correct:
 * Anything else (raw SQL, a process without the bus) shows within ``TTL_S``.
 
 The entries are plain frozen values, never ORM objects, so they can be
-shared between sessions and event-loop tasks.
+shared between sessions and event-loop tasks. The one exception is the
+binding rows kept for deliveries (:meth:`DestinationCache.binding`): every
+outbox delivery to Slack or Teams needs its binding, which would otherwise
+cost a session (a pool checkout, a ping, BEGIN, ROLLBACK) per delivery.
+They are detached, fully loaded ``ChannelBinding`` rows that nobody may
+change (a change goes through a session of its own, whose commit drops
+them), dropped with everything else.
 """
 
 from __future__ import annotations
@@ -74,6 +80,8 @@ class DestinationCache:
         self.ttl_s = ttl_s
         self._all: tuple[float, dict[int, Destinations]] | None = None  # (fresh until, by widget)
         self._push_keys: tuple[float, bool] | None = None
+        self._bindings: dict[int, tuple[float, ChannelBinding]] = {}  # id -> (fresh until, detached row)
+        self.generation = 0  # counts drops: a read that began before one must not be kept
         self._bus: ev.EventBus | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.reads = 0  # database reads made to fill the cache (tests count them)
@@ -119,6 +127,22 @@ class DestinationCache:
             self._push_keys = (until, found)
         return found
 
+    def binding(self, binding_id: int) -> ChannelBinding | None:
+        """The binding row kept by :meth:`keep_binding`, while fresh; treat it as read-only."""
+        hit = self._bindings.get(binding_id)
+        if hit is None or hit[0] <= time.monotonic():
+            return None
+        return hit[1]
+
+    def keep_binding(self, binding: ChannelBinding, generation: int) -> None:
+        """Keep a detached, loaded row read when :attr:`generation` was ``generation``.
+
+        A drop since then means the row may be older than the change that
+        caused it: it is not kept (the next delivery reads again).
+        """
+        if generation == self.generation:
+            self._bindings[binding.id] = (time.monotonic() + self.ttl_s, binding)
+
     # -- dropping --------------------------------------------------------------
     def drop(self, widget_id: int | None = None) -> None:
         """Forget a widget's destinations (and the Pushover flag).
@@ -128,6 +152,8 @@ class DestinationCache:
         """
         self._all = None
         self._push_keys = None
+        self._bindings.clear()
+        self.generation += 1
 
     def watch(self, bus: ev.EventBus) -> None:
         """Drop entries on the events that may mean a change; publish local changes."""

@@ -7,14 +7,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
+from adapters.channel_relay import ChannelRelay
 from core import events as ev
 from core.bindings import bind_channel, unbind_channel
 from core.chat import ChatService
 from core.db import Database
 from core.events import LocalBus
-from core.models import Agent, OutboxItem, WebhookEndpoint, Widget
+from core.models import Agent, ChannelBinding, OutboxItem, WebhookEndpoint, Widget
+from core.outbox import Outcome
 from core.pushover import clear_user_key, set_user_key
 from core.webhooks import create_endpoint, disable
 from core.widgets import create_widget
@@ -213,3 +215,75 @@ async def test_offline_messages_plan_from_the_cache_too(db):
         await plan_offline_message(session, widget, row)
     assert db.destinations.reads == reads
     assert sorted(await kinds(db)) == ["email.offline_message"] * 3 + ["slack.offline_post"] * 3
+
+
+class _RecordingRelay(ChannelRelay):
+    """A platform whose deliveries only note the binding they were handed."""
+
+    platform, label = "test", "Test"
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self.seen: list[tuple[int, str]] = []
+
+    async def _relay(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
+        self.seen.append((binding.id, binding.status))
+        return Outcome(True)
+
+    _root_update = _offline_post = _digest = _agents_away = _relay
+
+
+def _binding_reads(db: Database) -> list[str]:
+    """SELECTs of channel_bindings by id from now on (what a delivery's binding lookup costs)."""
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM channel_bindings" in statement and "WHERE" in statement:
+            statements.append(statement)
+
+    for engine in {db.engine.sync_engine, db._write_engine.sync_engine}:
+        event.listen(engine, "before_cursor_execute", seen)
+    return statements
+
+
+async def test_deliveries_to_one_binding_read_it_once_and_see_it_marked_broken_at_once(db):
+    widget = await new_widget(db)
+    async with db.write() as session:
+        binding = await bind_channel(session, widget.id, "slack", workspace_id="T1", channel_id="C1")
+    relay = _RecordingRelay(db)
+    deliver = relay.handlers()["test.relay"]
+    item = OutboxItem(kind="test.relay", payload={"binding_id": binding.id})
+    reads = _binding_reads(db)
+    for _ in range(5):
+        assert (await deliver(item)).ok
+    assert len(reads) == 1  # the first delivery read it; the others were handed the kept row
+    await relay._set_broken(binding.id, "channel_not_found")  # a change through a session of its own
+    await deliver(item)
+    assert relay.seen[-1] == (binding.id, "broken")  # read again: the mark dropped the kept row
+
+
+async def test_a_delivery_to_a_removed_binding_fails_for_good_even_if_it_was_kept(db):
+    widget = await new_widget(db)
+    async with db.write() as session:
+        binding = await bind_channel(session, widget.id, "slack", workspace_id="T1", channel_id="C1")
+    relay = _RecordingRelay(db)
+    deliver = relay.handlers()["test.relay"]
+    item = OutboxItem(kind="test.relay", payload={"binding_id": binding.id})
+    assert (await deliver(item)).ok
+    async with db.write() as session:
+        await unbind_channel(session, widget.id, "slack")
+    outcome = await deliver(item)
+    assert not outcome.ok and outcome.permanent and "removed" in (outcome.detail or "")
+
+
+async def test_a_binding_read_before_a_drop_is_not_kept(db):
+    widget = await new_widget(db)
+    async with db.write() as session:
+        binding = await bind_channel(session, widget.id, "slack", workspace_id="T1", channel_id="C1")
+    cache = db.destinations
+    generation = cache.generation
+    cache.drop()  # a change committed while the row was being read
+    cache.keep_binding(binding, generation)
+    assert cache.binding(binding.id) is None
+    cache.keep_binding(binding, cache.generation)
+    assert cache.binding(binding.id) is binding
