@@ -198,6 +198,7 @@ async def main() -> int:
     parser.add_argument("--widgets", type=int, help="widgets = Slack channels (default sockets/2)")
     parser.add_argument("--drain", type=float, default=180.0, help="seconds to wait for Slack to get everything")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--no-baselines", action="store_true", help="skip the bare aiohttp runs")
     args = parser.parse_args()
     args.duration = args.duration or (10.0 if args.quick else 60.0)
     raise_fd_limit()
@@ -208,8 +209,9 @@ async def main() -> int:
         for db in (("sqlite", "postgres") if args.db == "both" else (args.db,)):
             name = "deskbell run, SQLite" if db == "sqlite" else "deskbell web + worker, PostgreSQL + Redis"
             results[name] = await bench_deskbell(db, args, workers)
-        results["bare aiohttp, ack at once"] = await bench_baseline("ws", args, workers)
-        results["bare aiohttp, SQLite insert then ack"] = await bench_baseline("ws-sqlite", args, workers)
+        if not args.no_baselines:
+            results["bare aiohttp, ack at once"] = await bench_baseline("ws", args, workers)
+            results["bare aiohttp, SQLite insert then ack"] = await bench_baseline("ws-sqlite", args, workers)
     finally:
         await workers.close()
 

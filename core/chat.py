@@ -19,6 +19,8 @@ from core import events as ev
 from core.agents import get_agent, mark_seen, set_duty, update_agent
 from core.assistant_state import stop_assistant
 from core.conversations import (
+    VisitorLine,
+    post_visitor_lines,
     Posted,
     VisitorContext,
     clean_client_id,
@@ -41,6 +43,7 @@ from core.db import Database
 from core.dedupe import first_time
 from core.deliveries import plan_agent_reply, plan_conversation_closed, plan_conversation_started
 from core.events import EventBus
+from core.group_commit import Bulk
 from core.metrics import Registry
 from core.fanout import plan_ai_reply, plan_message_relay, plan_root_update
 from core.errors import NotFound
@@ -163,7 +166,9 @@ class ChatService:
             started = _conversation_event(posted.conversation) if posted.started else None
             return posted, planned, started, _message_event(posted.conversation, posted.message)
 
-        posted, planned, started, created = await self.db.write_batched(write, key=(widget.id, visitor_id))
+        line = VisitorLine(widget.id, visitor_id, cleaned, client_id, context.page_url or None)
+        bulk = None if self.db.is_sqlite else Bulk(self._write_lines, (line, assistant))  # see post_visitor_lines
+        posted, planned, started, created = await self.db.write_batched(write, key=(widget.id, visitor_id), bulk=bulk)
         if planned:
             self.outbox_enqueued()
         if posted.duplicate or created is None:
@@ -173,6 +178,24 @@ class ChatService:
             await self.bus.publish(ev.CONVERSATION_UPDATED, started)
         await self.bus.publish(ev.MESSAGE_CREATED, created)
         return posted.conversation, posted.message, False
+
+    async def _write_lines(
+        self, session: AsyncSession, lines: list[tuple[VisitorLine, bool]]
+    ) -> list[tuple[Posted, int, None, dict[str, Any]] | None]:
+        """The bulk form of ``visitor_message``'s write: lines in open conversations in two
+        statements, then each one's deliveries planned (None: written alone, e.g. a first line)."""
+        posted = await post_visitor_lines(session, [line for line, _ in lines])  # LinesNotBulk: one by one
+        out: list[tuple[Posted, int, None, dict[str, Any]] | None] = []
+        with session.no_autoflush:  # outbox rows go in one INSERT at COMMIT
+            for (_, assistant), p in zip(lines, posted):
+                if p is None:
+                    out.append(None)
+                    continue
+                planned = await plan_message_relay(session, p.conversation, p.message)
+                if assistant:
+                    planned += await plan_ai_reply(session, p.conversation, p.message)
+                out.append((p, planned, None, _message_event(p.conversation, p.message)))
+        return out
 
     async def agent_message(
         self,

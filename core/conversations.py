@@ -11,7 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from collections import Counter
+from collections.abc import Sequence
+
+from functools import lru_cache
+
+from sqlalchemy import BigInteger, Integer, Text, bindparam, func, select, update
+from sqlalchemy import text as sql_text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -181,7 +188,7 @@ def _detached(cls: Any, row: Any) -> Any:
     """
     if row is None:
         return None
-    obj = cls(**row._mapping)
+    obj = cls(**(row if isinstance(row, dict) else row._mapping))
     make_transient_to_detached(obj)
     return obj
 
@@ -269,6 +276,134 @@ async def post_visitor_message(
     existing = await _by_client_id(session, conv, client_id or "")
     assert existing is not None
     return Posted(conv, existing, duplicate=True)
+
+
+@dataclass(frozen=True)
+class VisitorLine:
+    """One visitor line waiting to be stored with others (see :func:`post_visitor_lines`)."""
+
+    widget_id: int
+    visitor_id: str
+    text: str  # already cleaned (clean_text)
+    client_id: str | None  # already checked (clean_client_id)
+    page_url: str | None = None
+
+
+class LinesNotBulk(Exception):
+    """The lines cannot be stored together (a resent client_id, two open chats of one
+    visitor): the caller stores each alone, which handles those cases."""
+
+
+_RESERVE_MANY = """
+WITH v AS (
+    SELECT * FROM unnest(:widget_ids, :visitor_ids, :counts, :page_urls) AS v(widget_id, visitor_id, n, page_url)
+)
+UPDATE conversations AS c
+SET last_seq = c.last_seq + v.n, updated_at = :now, page_url = coalesce(v.page_url, c.page_url)
+FROM v
+WHERE c.widget_id = v.widget_id AND c.visitor_id = v.visitor_id AND c.status = 'open'
+RETURNING c.*
+"""
+
+_INSERT_MANY = """
+INSERT INTO messages (conversation_id, seq, sender, author, text, internal, client_id, created_at)
+SELECT v.conversation_id, v.seq, 'visitor', v.author, v.text, false, v.client_id, :now
+FROM unnest(:conversation_ids, :seqs, :authors, :texts, :client_ids) AS v(conversation_id, seq, author, text, client_id)
+ON CONFLICT (conversation_id, client_id) DO NOTHING
+RETURNING messages.*
+"""
+
+
+@lru_cache(maxsize=None)
+def _many_statements() -> tuple[Any, Any]:
+    """The two bulk statements, typed so every batch size runs the same prepared statement."""
+    big, text_array, int_array = ARRAY(BigInteger), ARRAY(Text), ARRAY(Integer)
+    reserve = (
+        sql_text(_RESERVE_MANY)
+        .bindparams(
+            bindparam("widget_ids", type_=big), bindparam("visitor_ids", type_=text_array),
+            bindparam("counts", type_=int_array), bindparam("page_urls", type_=text_array),
+            bindparam("now", type_=Conversation.__table__.c.updated_at.type),
+        )
+        .columns(*Conversation.__table__.c)
+    )
+    insert = (
+        sql_text(_INSERT_MANY)
+        .bindparams(
+            bindparam("conversation_ids", type_=big), bindparam("seqs", type_=int_array),
+            bindparam("authors", type_=text_array), bindparam("texts", type_=text_array),
+            bindparam("client_ids", type_=text_array), bindparam("now", type_=Message.__table__.c.created_at.type),
+        )
+        .columns(*Message.__table__.c)
+    )
+    return reserve, insert
+
+
+async def post_visitor_lines(session: AsyncSession, lines: Sequence[VisitorLine]) -> list[Posted | None]:
+    """Store many visitors' lines in their open conversations with two statements (PostgreSQL).
+
+    What :func:`post_visitor_message` does per line, for a batch (group
+    commit): one UPDATE reserves the seqs of every line in its visitor's
+    open conversation (several lines of one visitor get consecutive seqs, in
+    order), one INSERT stores the lines. Both take arrays, so every batch
+    runs the same two prepared statements: on PostgreSQL each statement is
+    a round trip, and a lane that spent two per line fell behind by seconds
+    once the machine was busy (bench/RESULTS.md). SQLite runs its statements
+    in-process, so it keeps the per-line path.
+
+    A line whose visitor has no open conversation is answered None (open it
+    with :func:`post_visitor_message`, after these); so are all the lines of
+    that visitor. Raises :class:`LinesNotBulk` when a line's ``client_id``
+    is already stored (a resend) or a visitor has two open conversations;
+    the transaction must then be rolled back.
+    """
+    if not lines:
+        return []
+    counts = Counter((line.widget_id, line.visitor_id) for line in lines)
+    page_urls = {(line.widget_id, line.visitor_id): line.page_url for line in lines if line.page_url}
+    pairs = list(counts)
+    reserve, insert = _many_statements()
+    now = utcnow()
+    reserved = await session.execute(reserve, {
+        "widget_ids": [w for w, _ in pairs], "visitor_ids": [v for _, v in pairs],
+        "counts": [counts[p] for p in pairs], "page_urls": [page_urls.get(p) for p in pairs], "now": now,
+    })
+    open_rows: dict[tuple[int, str], dict[str, Any]] = {}
+    for row in reserved.all():
+        pair = (row.widget_id, row.visitor_id)
+        if pair in open_rows:
+            raise LinesNotBulk(f"visitor {row.visitor_id} has more than one open conversation")
+        open_rows[pair] = dict(row._mapping)
+
+    next_seq = {pair: row["last_seq"] - counts[pair] + 1 for pair, row in open_rows.items()}
+    placed: list[tuple[dict[str, Any], int] | None] = []  # per line: (its conversation row, its seq)
+    columns: dict[str, list[Any]] = {"conversation_ids": [], "seqs": [], "authors": [], "texts": [], "client_ids": []}
+    for line in lines:
+        row = open_rows.get((line.widget_id, line.visitor_id))
+        if row is None:
+            placed.append(None)
+            continue
+        seq = next_seq[(line.widget_id, line.visitor_id)]
+        next_seq[(line.widget_id, line.visitor_id)] = seq + 1
+        placed.append((row, seq))
+        for name, value in zip(columns, (row["id"], seq, row["visitor_name"], line.text, line.client_id)):
+            columns[name].append(value)
+    if not columns["seqs"]:
+        return [None] * len(lines)
+    inserted = await session.execute(insert, {**columns, "now": now})
+    stored = {(m.conversation_id, m.seq): m for m in (_detached(Message, r) for r in inserted.all())}
+    if len(stored) != len(columns["seqs"]):
+        raise LinesNotBulk("a line was sent before (its client_id is stored)")
+    out: list[Posted | None] = []
+    for where in placed:
+        if where is None:
+            out.append(None)
+            continue
+        row, seq = where
+        # Each line gets its own conversation object, as post_visitor_message returns it:
+        # ``last_seq`` is the line's own seq.
+        out.append(Posted(_detached(Conversation, {**row, "last_seq": seq}), stored[(row["id"], seq)]))
+    return out
 
 
 async def post_agent_message(

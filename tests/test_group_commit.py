@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.bindings import bind_channel
@@ -17,7 +17,8 @@ from core.events import LocalBus
 from core.chat import ChatService
 from core.errors import ValidationFailed
 from core.group_commit import GroupCommitter
-from core.models import Message, OfflineMessage, OutboxItem, Widget
+from core.conversations import VisitorContext
+from core.models import Conversation, Message, OfflineMessage, OutboxItem, Widget
 from core.offline import add_offline_message
 from core.widgets import create_widget
 
@@ -187,6 +188,77 @@ async def test_lines_of_many_visitors_each_keep_their_own_sequence(db, widget, c
 
     per_visitor = await asyncio.gather(*(visitor(v) for v in range(12)))
     assert per_visitor == [[1, 2, 3, 4, 5]] * 12
+
+
+def statements_on(db: Database, *heads: str) -> list[str]:
+    """Statements from now on that start with one of ``heads`` (e.g. "INSERT INTO messages")."""
+    seen: list[str] = []
+
+    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        flat = " ".join(statement.split())
+        if flat.startswith(heads):
+            seen.append(flat)
+
+    for engine in {db.engine.sync_engine, db._write_engine.sync_engine}:
+        event.listen(engine, "before_cursor_execute", on_execute)
+    return seen
+
+
+async def open_chats(chat: ChatService, widget: Widget, visitors: int) -> None:
+    for v in range(visitors):
+        await chat.visitor_message(widget, f"v{v}", "hello", client_id="first")
+
+
+async def test_lines_in_open_chats_share_two_statements_per_batch_on_postgresql(db, widget, chat):
+    """SQLite runs statements in-process and keeps one pair per line; the behaviour is the same."""
+    await open_chats(chat, widget, 10)
+    assert db.group_commit is not None
+    batches = db.group_commit.stats.batches
+    seen = statements_on(db, "INSERT INTO messages", "UPDATE conversations", "WITH v AS")
+    results = await asyncio.gather(*(
+        chat.visitor_message(widget, f"v{i % 10}", f"line {i}", client_id=f"c{i}",
+                             context=VisitorContext(page_url=f"https://shop.example/{i}"))
+        for i in range(40)
+    ))
+    used = db.group_commit.stats.batches - batches
+    assert used < 40 and db.group_commit.stats.retried_singly == 0
+    per_batch_or_line = 40 if db.is_sqlite else used  # two statements per batch, not two per line
+    assert len([s for s in seen if s.startswith("INSERT")]) == per_batch_or_line
+    assert len([s for s in seen if not s.startswith("INSERT")]) == per_batch_or_line
+    for v in range(10):  # each chat's lines in submission order, gap-free after its "hello"
+        assert [m.seq for _c, m, _d in results[v::10]] == [2, 3, 4, 5]
+        assert [c.last_seq for c, _m, _d in results[v::10]] == [2, 3, 4, 5]
+    async with db.read() as session:
+        pages = dict((await session.execute(select(Conversation.visitor_id, Conversation.page_url))).all())
+        relays = (await session.execute(select(func.count()).select_from(OutboxItem).where(OutboxItem.kind == "slack.relay"))).scalar()
+    assert pages == {f"v{v}": f"https://shop.example/{30 + v}" for v in range(10)}  # the last page each was on
+    assert relays == 50
+
+
+async def test_first_lines_in_a_batch_open_their_chats_beside_lines_in_open_ones(db, widget, chat):
+    await open_chats(chat, widget, 5)
+    results = await asyncio.gather(*(
+        chat.visitor_message(widget, f"v{i}", f"line {i}", client_id=f"c{i}") for i in range(10)
+    ))
+    assert [m.seq for _c, m, _d in results] == [2] * 5 + [1] * 5
+    assert len({c.id for c, _m, _d in results}) == 10
+
+
+async def test_a_visitor_with_two_open_chats_gets_lines_in_the_newest_as_before(db, widget, chat):
+    await open_chats(chat, widget, 2)
+    async with db.write() as session:  # a second open chat for v0 (it should not happen; it must still work)
+        newer = Conversation(widget_id=widget.id, visitor_id="v0", status="open", last_seq=0)
+        session.add(newer)
+    async with db.read() as session:
+        newest = (await session.execute(select(func.max(Conversation.id)).where(Conversation.visitor_id == "v0"))).scalar()
+    results = await asyncio.gather(*(
+        chat.visitor_message(widget, f"v{i % 2}", f"line {i}", client_id=f"c{i}") for i in range(6)
+    ))
+    assert {c.id for c, _m, _d in results[0::2]} == {newest}
+    assert [m.seq for _c, m, _d in results[0::2]] == [1, 2, 3]
+    assert [m.seq for _c, m, _d in results[1::2]] == [2, 3, 4]
+    if not db.is_sqlite:  # the bulk form (PostgreSQL only) saw two open chats and stood aside
+        assert db.group_commit is not None and db.group_commit.stats.retried_singly > 0
 
 
 # -- the SQLite write lock's fast lane -------------------------------------------------
