@@ -128,15 +128,18 @@ async def await_slack(slack: Proc, records: list[list[Any]], timeout: float) -> 
             "drained_after_s": max(0.0, last - max(rec[1] for rec in acked.values())) if acked else 0.0}
 
 
-async def bench_deskbell(db: str, args: argparse.Namespace, workers: Workers) -> dict[str, Any]:
+async def bench_deskbell(variant: str, args: argparse.Namespace, workers: Workers) -> dict[str, Any]:
+    """``variant``: sqlite (``deskbell run``), sqlite-split (``web`` + ``worker`` on one SQLite
+    file, no Redis) or postgres (``web`` + ``worker`` + Redis)."""
+    db = "postgres" if variant == "postgres" else "sqlite"
     widgets_n = args.widgets or max(1, args.sockets // 2)
-    stack = Stack(f"relay-{db}", db=db, redis=(db == "postgres"))
+    stack = Stack(f"relay-{variant}", db=db, redis=(db == "postgres"))
     try:
         await stack.setup()
         slack = await start_fake_slack(stack, widgets_n)
         stack.extra_env.update({**SLACK_ENV, "SLACK_API_URL": f"http://{HOST}:{slack.port}/api/"})
         api_key = (await stack.cli("apikey", "create", "bench"))["key"]
-        if db == "sqlite":
+        if variant == "sqlite":
             web = await stack.start_web("run")  # web + worker in one process, the small-team default
             procs = [web]
         else:
@@ -145,7 +148,7 @@ async def bench_deskbell(db: str, args: argparse.Namespace, workers: Workers) ->
             worker.start()
             await worker.wait_log("worker running")
             procs = [web, worker]
-        log(f"{db}: {' + '.join(f'{p.name} pid {p.pid}' for p in procs)}, fake Slack pid {slack.pid}")
+        log(f"{variant}: {' + '.join(f'{p.name} pid {p.pid}' for p in procs)}, fake Slack pid {slack.pid}")
         widgets = await make_widgets(stack, web.port or 0, api_key, widgets_n)
         urls = [widget_ws_url(web.port or 0, w["key"]) for w in widgets]
         log(f"{len(widgets)} widgets bound to {len(widgets)} channels; {args.sockets} visitors, "
@@ -191,7 +194,8 @@ async def bench_baseline(mode: str, args: argparse.Namespace, workers: Workers) 
 async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="10 s instead of 60 s")
-    parser.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both")
+    parser.add_argument("--db", choices=("sqlite", "sqlite-split", "postgres", "both"), default="both",
+                        help="both = sqlite and postgres; sqlite-split = web + worker processes on one SQLite file")
     parser.add_argument("--rate", type=float, default=300.0, help="messages per second, all visitors together")
     parser.add_argument("--duration", type=float, help="seconds of load (default 60; 10 with --quick)")
     parser.add_argument("--sockets", type=int, default=1200, help="visitors (each sends rate/sockets messages/s)")
@@ -206,9 +210,10 @@ async def main() -> int:
     workers = Workers.start(args.workers, socket_worker)
     results: dict[str, dict[str, Any]] = {}
     try:
-        for db in (("sqlite", "postgres") if args.db == "both" else (args.db,)):
-            name = "deskbell run, SQLite" if db == "sqlite" else "deskbell web + worker, PostgreSQL + Redis"
-            results[name] = await bench_deskbell(db, args, workers)
+        names = {"sqlite": "deskbell run, SQLite", "sqlite-split": "deskbell web + worker, SQLite",
+                 "postgres": "deskbell web + worker, PostgreSQL + Redis"}
+        for variant in (("sqlite", "postgres") if args.db == "both" else (args.db,)):
+            results[names[variant]] = await bench_deskbell(variant, args, workers)
         if not args.no_baselines:
             results["bare aiohttp, ack at once"] = await bench_baseline("ws", args, workers)
             results["bare aiohttp, SQLite insert then ack"] = await bench_baseline("ws-sqlite", args, workers)

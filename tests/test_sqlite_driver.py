@@ -31,15 +31,15 @@ async def db(tmp_path: Path):
     await database.dispose()
 
 
-async def test_a_write_transaction_sends_only_begin_and_commit_to_a_thread(db: Database) -> None:
+async def test_a_write_transaction_with_the_lock_free_sends_only_its_commit_to_a_thread(db: Database) -> None:
     driver = await _driver(db)
     before_inline, before_offloaded = driver.inline, driver.offloaded
     async with db.write() as s:
         for i in range(20):
             await s.execute(text("INSERT INTO t (v) VALUES (:v)"), {"v": str(i)})
         assert (await s.execute(text("SELECT count(*) FROM t"))).scalar_one() == 20
-    assert driver.offloaded - before_offloaded == 2  # BEGIN IMMEDIATE, COMMIT
-    assert driver.inline - before_inline == 21
+    assert driver.offloaded - before_offloaded == 1  # COMMIT (fsync); the free lock was taken inline
+    assert driver.inline - before_inline == 22
     async with db.read() as s:
         assert (await s.execute(text("SELECT count(*) FROM t"))).scalar_one() == 20
 
@@ -151,3 +151,25 @@ async def test_errors_are_sqlite3_errors_as_with_aiosqlite(db: Database) -> None
             await s.execute(text("INSERT INTO t (id, v) VALUES (1, 'y')"))
     async with db.read() as s:
         assert list((await s.execute(text("SELECT v FROM t"))).scalars()) == ["x"]
+
+
+async def test_a_lock_held_past_the_busy_timeout_still_fails_and_the_timeout_is_kept(tmp_path: Path) -> None:
+    """Waiting in small steps (not SQLite's own sleeps) keeps the connection's busy_timeout as the bound."""
+    database = Database(f"sqlite:///{tmp_path / 'e.db'}")
+    async with database.write() as s:
+        await s.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
+    driver = await _driver(database)
+    driver.raw.execute("PRAGMA busy_timeout = 300")
+    other = sqlite3.connect(tmp_path / "e.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        with pytest.raises(Exception, match="locked"):
+            async with database.write() as s:
+                await s.execute(text("INSERT INTO t (v) VALUES ('ours')"))
+        assert 0.25 <= time.monotonic() - started < 2.0
+        assert driver.raw.execute("PRAGMA busy_timeout").fetchone()[0] == 300
+    finally:
+        other.rollback()
+        other.close()
+        await database.dispose()
