@@ -51,6 +51,9 @@ HANDLER_TIMEOUT_S = 60.0
 # (relay benchmark, web + worker on SQLite: ack p99 79 ms with 200, 58 ms with 40). On
 # PostgreSQL nobody waits for it: fewer, larger record transactions.
 RECORD_GROUP_MAX = 200
+# Deliveries running at once. A worker killed mid-delivery may have posted each of them
+# without recording it: at most this many come twice (at least once).
+CONCURRENCY = 64
 RECORD_GROUP_MAX_SQLITE = 40
 ROOM_COALESCE_S = 0.02  # after a delivery finishes, wait this long so one claim serves several
 STOP_GRACE_S = 5.0  # on stop, handlers already running get this long to finish and be recorded
@@ -63,7 +66,7 @@ class Dispatcher:
         bus: EventBus | None = None,
         *,
         batch: int = 50,
-        concurrency: int = 64,
+        concurrency: int = CONCURRENCY,
         max_in_flight: int | None = None,
         poll_s: float = 1.0,
         clock: Callable[[], datetime] = utcnow,
