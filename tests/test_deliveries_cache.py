@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import event, select, text
+from sqlalchemy import select, text
 
 from adapters.channel_relay import ChannelRelay
 from core import events as ev
@@ -20,6 +20,7 @@ from core.outbox import Outcome
 from core.pushover import clear_user_key, set_user_key
 from core.webhooks import create_endpoint, disable
 from core.widgets import create_widget
+from tests.sql_statements import statements
 
 PUSH_KEY = "uQiRzpo4DXghDmr9QzzfQu27cmVRsG"
 
@@ -233,17 +234,9 @@ class _RecordingRelay(ChannelRelay):
     _root_update = _offline_post = _digest = _agents_away = _relay
 
 
-def _binding_reads(db: Database) -> list[str]:
-    """SELECTs of channel_bindings by id from now on (what a delivery's binding lookup costs)."""
-    statements: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM channel_bindings" in statement and "WHERE" in statement:
-            statements.append(statement)
-
-    for engine in {db.engine.sync_engine, db._write_engine.sync_engine}:
-        event.listen(engine, "before_cursor_execute", seen)
-    return statements
+def _binding_reads(seen: list[str]) -> list[str]:
+    """The reads of one channel binding among ``seen`` (what a delivery's binding lookup costs)."""
+    return [s for s in seen if s.startswith("SELECT") and "FROM channel_bindings WHERE" in s]
 
 
 async def test_deliveries_to_one_binding_read_it_once_and_see_it_marked_broken_at_once(db):
@@ -253,10 +246,10 @@ async def test_deliveries_to_one_binding_read_it_once_and_see_it_marked_broken_a
     relay = _RecordingRelay(db)
     deliver = relay.handlers()["test.relay"]
     item = OutboxItem(kind="test.relay", payload={"binding_id": binding.id})
-    reads = _binding_reads(db)
-    for _ in range(5):
-        assert (await deliver(item)).ok
-    assert len(reads) == 1  # the first delivery read it; the others were handed the kept row
+    with statements(db) as seen:
+        for _ in range(5):
+            assert (await deliver(item)).ok
+    assert len(_binding_reads(seen)) == 1  # the first delivery read it; the others were handed the kept row
     await relay._set_broken(binding.id, "channel_not_found")  # a change through a session of its own
     await deliver(item)
     assert relay.seen[-1] == (binding.id, "broken")  # read again: the mark dropped the kept row

@@ -8,7 +8,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.bindings import bind_channel
@@ -21,6 +21,7 @@ from core.conversations import VisitorContext
 from core.models import Conversation, Message, OfflineMessage, OutboxItem, Widget
 from core.offline import add_offline_message
 from core.widgets import create_widget
+from tests.sql_statements import statements
 
 FORM = {"name": "Rita", "email": "rita@example.com", "message": "Call me", "page_url": "https://shop.example/"}
 
@@ -190,20 +191,6 @@ async def test_lines_of_many_visitors_each_keep_their_own_sequence(db, widget, c
     assert per_visitor == [[1, 2, 3, 4, 5]] * 12
 
 
-def statements_on(db: Database, *heads: str) -> list[str]:
-    """Statements from now on that start with one of ``heads`` (e.g. "INSERT INTO messages")."""
-    seen: list[str] = []
-
-    def on_execute(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        flat = " ".join(statement.split())
-        if flat.startswith(heads):
-            seen.append(flat)
-
-    for engine in {db.engine.sync_engine, db._write_engine.sync_engine}:
-        event.listen(engine, "before_cursor_execute", on_execute)
-    return seen
-
-
 async def open_chats(chat: ChatService, widget: Widget, visitors: int) -> None:
     for v in range(visitors):
         await chat.visitor_message(widget, f"v{v}", "hello", client_id="first")
@@ -214,12 +201,13 @@ async def test_lines_in_open_chats_share_two_statements_per_batch_on_postgresql(
     await open_chats(chat, widget, 10)
     assert db.group_commit is not None
     batches = db.group_commit.stats.batches
-    seen = statements_on(db, "INSERT INTO messages", "UPDATE conversations", "WITH v AS")
-    results = await asyncio.gather(*(
-        chat.visitor_message(widget, f"v{i % 10}", f"line {i}", client_id=f"c{i}",
-                             context=VisitorContext(page_url=f"https://shop.example/{i}"))
-        for i in range(40)
-    ))
+    with statements(db) as everything:
+        results = await asyncio.gather(*(
+            chat.visitor_message(widget, f"v{i % 10}", f"line {i}", client_id=f"c{i}",
+                                 context=VisitorContext(page_url=f"https://shop.example/{i}"))
+            for i in range(40)
+        ))
+    seen = [s for s in everything if s.startswith(("INSERT INTO messages", "UPDATE conversations", "WITH v AS"))]
     used = db.group_commit.stats.batches - batches
     assert used < 40 and db.group_commit.stats.retried_singly == 0
     per_batch_or_line = 40 if db.is_sqlite else used  # two statements per batch, not two per line

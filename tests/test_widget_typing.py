@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from core import events as ev
 from core.services import Limits, Services
 from core.widgets import create_widget
 from tests.conftest import eventually
+from tests.sql_statements import statements
 from tests.widget_client import Visitor
 
 
@@ -40,24 +38,6 @@ def typed(services: Services) -> list[dict[str, Any]]:
     return seen
 
 
-@contextmanager
-def _statements(services: Services) -> Iterator[list[str]]:
-    """Every SQL statement our engines run meanwhile."""
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    engines = {services.db.engine.sync_engine, services.db._write_engine.sync_engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", count)
-
-
 async def _settled(visitor: Visitor, services: Services) -> None:
     """Every frame sent so far handled (a socket handles its frames in order), events delivered."""
     await visitor.send(type="ping")
@@ -75,11 +55,11 @@ async def _chatting(client, widget, services: Services, client_id: str = "c1") -
 async def test_typing_frames_cost_no_database_statements(client, widget, services, typed):
     visitor, conv_id = await _chatting(client, widget, services)
     await _settled(visitor, services)
-    with _statements(services) as statements:
+    with statements(services.db) as ran:
         for i in range(40):
             await visitor.send(type="typing", active=i % 2 == 0)
         await _settled(visitor, services)
-    assert statements == []
+    assert ran == []
     assert len(typed) == 40
     assert {(t["conversation_id"], t["widget_id"]) for t in typed} == {(conv_id, widget.id)}
     assert [t["active"] for t in typed] == [i % 2 == 0 for i in range(40)]
@@ -91,10 +71,10 @@ async def test_a_returning_visitor_types_in_the_conversation_found_at_the_welcom
     back = await Visitor.connect(
         client, widget.key, token=first.welcome["token"], conversation_id=conv_id, resume_after=1
     )
-    with _statements(services) as statements:
+    with statements(services.db) as ran:
         await back.send(type="typing", active=True)
         await _settled(back, services)
-    assert statements == []
+    assert ran == []
     assert [(t["conversation_id"], t["active"]) for t in typed] == [(conv_id, True)]
 
 
