@@ -65,6 +65,15 @@ def _message_event(conv: Conversation, message: Message) -> dict[str, Any]:
     }
 
 
+async def _plan_visitor_line(session: AsyncSession, posted: Posted, assistant: bool) -> int:
+    """What a stored visitor line owes: its relay to every bound channel and, if the
+    assistant answers, an ``ai.reply``. Returns how many outbox rows were planned."""
+    planned = await plan_message_relay(session, posted.conversation, posted.message)
+    if assistant:
+        planned += await plan_ai_reply(session, posted.conversation, posted.message)
+    return planned
+
+
 def _conversation_event(conv: Conversation) -> dict[str, Any]:
     return {
         "conversation_id": conv.id,
@@ -156,11 +165,9 @@ class ChatService:
                 )
                 if posted.duplicate:
                     return posted, 0, None, None
-                planned = await plan_message_relay(session, posted.conversation, posted.message)
+                planned = await _plan_visitor_line(session, posted, assistant)
                 if posted.started:
                     planned += await plan_conversation_started(session, widget, posted.conversation, posted.message)
-                if assistant:
-                    planned += await plan_ai_reply(session, posted.conversation, posted.message)
             # Events are built now: a later line of the same chat in the same batch
             # refreshes the shared Conversation object (its last_seq).
             started = _conversation_event(posted.conversation) if posted.started else None
@@ -191,9 +198,7 @@ class ChatService:
                 if p is None:
                     out.append(None)
                     continue
-                planned = await plan_message_relay(session, p.conversation, p.message)
-                if assistant:
-                    planned += await plan_ai_reply(session, p.conversation, p.message)
+                planned = await _plan_visitor_line(session, p, assistant)
                 out.append((p, planned, None, _message_event(p.conversation, p.message)))
         return out
 
