@@ -108,6 +108,8 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
             heartbeat = Heartbeat(svc.db, options.mode)
             worker_task = asyncio.create_task(run_worker(svc.db, dispatcher, stop, heartbeat), name="worker")
             tasks.append(worker_task)
+            if svc.assistant is not None:  # knowledge-base indexes built before the first question needs them
+                tasks.append(asyncio.create_task(svc.assistant.warm_up(stop), name="kb-warm-up"))
             if options.mode == "run":
                 svc.health_checks["worker"] = local_worker_check(worker_task, heartbeat)
             if options.mode == "worker" and options.metrics_port:

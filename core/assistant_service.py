@@ -5,7 +5,8 @@ Why the outbox: a visitor message in an ``ai``-mode conversation plans an
 if the web process dies right after, happens once however many web processes
 run, and replies of one conversation happen in order (one ordering key).
 
-Each reply: show ``typing`` (from "bot"), search the knowledge base, let the
+Each reply: show ``typing`` (from "bot") at once, search the knowledge base
+(by keywords only while its embedding index is still being built), let the
 policy (core/assistant.py) decide, ask the language model only when
 retrieval is confident, and store the bot message, the conversation's new
 state, token usage and any lead in one transaction. A provider that fails or
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import events as ev
@@ -59,9 +61,9 @@ from core.fanout import plan_root_update
 from core.knowledge import IndexCache
 from core.leads import LEAD_CREATED, capture_lead
 from core.llm import ChatTurn, LLMError, LLMProvider, LLMRequest, Providers
-from core.models import AssistantThread, Conversation, Message, Widget
+from core.models import AssistantThread, Conversation, KnowledgeEntry, Message, Widget
 from core.outbox import OutboxItem, Outcome
-from core.retrieval import Hit
+from core.retrieval import Hit, Index
 from core.status import StatusWatcher
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,24 @@ def transcript_turns(history: list[Message], current: Message) -> tuple[ChatTurn
     return tuple(turns)
 
 
+def index_kind(index: Index) -> str:
+    """Which index answered, kept in the ``ai.reply`` row's result: "hybrid" (keywords and
+    embeddings) or "lexical" (keywords only: no model, or its index was still being built)."""
+    return "hybrid" if index.dense is not None else "lexical"
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """One visitor message the assistant is about to answer, with what answering it needs."""
+
+    conv: Conversation
+    message: Message
+    widget: Widget
+    config: AssistantConfig
+    state: ThreadState
+    history: list[Message]
+
+
 class AssistantService:
     def __init__(
         self,
@@ -123,8 +143,18 @@ class AssistantService:
     # ------------------------------------------------------------------ the outbox handler
     async def handle(self, item: OutboxItem) -> Outcome:
         """Answer the visitor message named by an ``ai.reply`` row."""
-        conversation_id = int(item.payload["conversation_id"])
-        message_id = int(item.payload["message_id"])
+        turn = await self._turn(int(item.payload["conversation_id"]), int(item.payload["message_id"]))
+        if isinstance(turn, Outcome):
+            return turn
+        # Typing at once, before any retrieval work, and off again however the turn ends.
+        await self.chat.typing(turn.conv, "bot", turn.config.name, True)
+        try:
+            return await self._answer(turn)
+        finally:
+            await self.chat.typing(turn.conv, "bot", turn.config.name, False)
+
+    async def _turn(self, conversation_id: int, message_id: int) -> _Turn | Outcome:
+        """What answering needs, or why there is nothing to answer (then the visitor saw nothing)."""
         async with self.db.read() as session:
             conv = await session.get(Conversation, conversation_id)
             message = await session.get(Message, message_id)
@@ -133,50 +163,80 @@ class AssistantService:
             thread = await session.get(AssistantThread, conversation_id)
             if thread is not None and (thread.status != ACTIVE or thread.last_answered_seq >= message.seq):
                 return Outcome(True, detail=f"nothing to do ({thread.status})")
-            if await _a_person_replied(session, conversation_id):
-                person_replied = True
-            else:
-                person_replied = False
-                widget = await session.get(Widget, conv.widget_id)
-                assert widget is not None
-                config = await get_config(session, widget.id)
-                if await _recent_bot_replies(session, conversation_id, self.clock()) >= config.replies_per_minute:
-                    return Outcome(True, detail="per-conversation reply rate reached")
-                history = await _history(session, conversation_id, message.seq)
-                index = await self.indexes.index_for(session, widget.id)
-                spent = await tokens_used(session, widget.id)
-        if person_replied:
-            async with self.db.write() as session:
-                await stop_assistant(session, conversation_id, "agent_replied")
-            return Outcome(True, detail="a person replied; the assistant stopped")
+            person_replied = await _a_person_replied(session, conversation_id)
+            if not person_replied:
+                return await self._read_turn(session, conv, message, thread)
+        async with self.db.write() as session:
+            await stop_assistant(session, conversation_id, "agent_replied")
+        return Outcome(True, detail="a person replied; the assistant stopped")
 
+    async def _read_turn(
+        self, session: AsyncSession, conv: Conversation, message: Message, thread: AssistantThread | None
+    ) -> _Turn | Outcome:
+        widget = await session.get(Widget, conv.widget_id)
+        assert widget is not None
+        config = await get_config(session, widget.id)
+        if await _recent_bot_replies(session, conv.id, self.clock()) >= config.replies_per_minute:
+            return Outcome(True, detail="per-conversation reply rate reached")
+        history = await _history(session, conv.id, message.seq)
         state = ThreadState(thread.status, thread.reason, thread.unanswered, thread.lead) if thread else ThreadState()
-        await self.chat.typing(conv, "bot", config.name, True)
-        try:
-            status = await self.watcher.status_of(widget)
-            earlier = next((m.text for m in reversed(history) if m.sender == "visitor"), None)
-            situation = Situation(
-                text=message.text,
-                humans_available=status.online,
-                offline_form=widget.offline_form,
-                visitor_name=conv.visitor_name,
-                visitor_email=conv.visitor_email,
-                earlier_question=earlier,
-                language=conv.language,
+        return _Turn(conv, message, widget, config, state, history)
+
+    async def _answer(self, turn: _Turn) -> Outcome:
+        """Retrieve, decide, maybe generate, store: the work the visitor sees ``typing`` for."""
+        conv, message, widget, config = turn.conv, turn.message, turn.widget, turn.config
+        async with self.db.read() as session:
+            index = await self.indexes.index_now(session, widget.id)  # keywords while embeddings build
+            spent = await tokens_used(session, widget.id)
+        status = await self.watcher.status_of(widget)
+        earlier = next((m.text for m in reversed(turn.history) if m.sender == "visitor"), None)
+        situation = Situation(
+            text=message.text,
+            humans_available=status.online,
+            offline_form=widget.offline_form,
+            visitor_name=conv.visitor_name,
+            visitor_email=conv.visitor_email,
+            earlier_question=earlier,
+            language=conv.language,
+        )
+        provider = self._provider(config, spent)
+        hits = index.search(message.text)
+        reply, new_state = decide(situation, turn.state, hits, config, use_model=provider is not None)
+        tokens, used = 0, "retrieval"
+        if reply.kind == "generate" and provider is not None:
+            turns = transcript_turns(turn.history, message)
+            reply, new_state, tokens, used = await self._generate(
+                provider, config, widget, turns, reply, turn.state, situation
             )
-            provider = self._provider(config, spent)
-            hits = index.search(message.text)
-            reply, new_state = decide(situation, state, hits, config, use_model=provider is not None)
-            tokens, used = 0, "retrieval"
-            if reply.kind == "generate" and provider is not None:
-                turns = transcript_turns(history, message)
-                reply, new_state, tokens, used = await self._generate(
-                    provider, config, widget, turns, reply, state, situation
-                )
-            stored = await self._store(widget, conv, message, config, reply, new_state, tokens)
-        finally:
-            await self.chat.typing(conv, "bot", config.name, False)
-        return Outcome(True, result={"kind": reply.kind, "provider": used, "message_id": stored, "tokens": tokens})
+        stored = await self._store(widget, conv, message, config, reply, new_state, tokens)
+        result = {"kind": reply.kind, "provider": used, "message_id": stored, "tokens": tokens}
+        return Outcome(True, result={**result, "index": index_kind(index)})
+
+    # ------------------------------------------------------------------ warming up
+    async def warm_up(self, stop: asyncio.Event | None = None) -> None:
+        """Build the index of every widget the assistant may answer for, in the background of a start.
+
+        So the first question after a start is answered with embeddings, not
+        the keyword stand-in. Widgets one after another (a build keeps a core
+        busy); stops early when ``stop`` is set. A failure is logged, never
+        raised: questions then start the builds, as without a warm-up.
+        """
+        started = time.monotonic()
+        try:
+            async with self.db.read() as session:
+                widget_ids = await _assistant_widget_ids(session)
+            for widget_id in widget_ids:
+                async with self.db.read() as session:
+                    build = await self.indexes.build(session, widget_id)
+                if not await _unless_stopped(build, stop):
+                    return
+        except Exception:  # noqa: BLE001 - warming up is an optimisation, never a reason to stop
+            log.exception("building knowledge-base indexes at start failed; they are built on first question")
+            return
+        if widget_ids:
+            log.info(
+                "knowledge-base indexes of %d widget(s) built in %.1f s", len(widget_ids), time.monotonic() - started
+            )
 
     def _provider(self, config: AssistantConfig, spent: int) -> LLMProvider | None:
         provider = self.providers.pick(config.provider)
@@ -326,6 +386,29 @@ async def _a_person_replied(session: AsyncSession, conversation_id: int) -> bool
         .limit(1)
     )
     return (await session.execute(query)).scalar_one_or_none() is not None
+
+
+async def _assistant_widget_ids(session: AsyncSession) -> list[int]:
+    """Widgets with the assistant enabled and something in their knowledge base."""
+    has_entries = exists().where(KnowledgeEntry.widget_id == Widget.id)
+    query = select(Widget.id).where(Widget.ai_enabled.is_(True), has_entries).order_by(Widget.id)
+    return list((await session.execute(query)).scalars())
+
+
+async def _unless_stopped(work: asyncio.Future[Any], stop: asyncio.Event | None) -> bool:
+    """Wait for ``work`` unless ``stop`` is set first (then leave it running); whether it finished."""
+    if stop is None:
+        await asyncio.shield(work)  # being cancelled leaves the build be
+        return True
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if work.done():
+        work.result()  # its failure, if any, is the caller's
+        return True
+    return False
 
 
 async def _recent_bot_replies(session: AsyncSession, conversation_id: int, now: datetime) -> int:

@@ -4,24 +4,29 @@ the worker (the outbox dispatcher) answers, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy import func, select
 
+from adapters.embeddings import default_embedder
 from adapters.llm.openai_chat import OpenAIChat
 from core.agents import create_agent
 from core.assistant_state import add_usage, update_config
 from core.dispatch import Dispatcher
+from core.embedding import GuardedEmbedder
 from core.knowledge import import_entries
 from core.kb_import import read_path
 from core.leads import LEAD_CREATED
-from core.llm import Providers
+from core.llm import LLMReply, LLMRequest, Providers
 from core.models import AssistantThread, Message, OfflineMessage, OutboxItem
 from core.services import Services
 from core.widgets import create_widget
 from bot.seed import SAMPLE_KB
+from tests.conftest import eventually
 from tests.fakes.openai_api import FakeOpenAI
 from tests.widget_client import Visitor
 
@@ -96,6 +101,93 @@ async def test_a_kb_question_gets_typing_then_the_answer_from_the_knowledge_base
     rest = await visitor.quiet(0.3)
     assert [f for f in rest if f["type"] == "message"] == []  # one answer, no "we're offline" notice beside it
     assert [f for f in rest if f["type"] == "typing"] == [{"type": "typing", "from": "bot", "author": "Assistant", "active": False}]
+
+
+class GatedModel:
+    """The shipped model behind a gate the test opens: an index build that embeds is
+    reliably still running when the visitor asks. Vectors come from the real model."""
+
+    name = "gated all-MiniLM-L6-v2"
+
+    def __init__(self) -> None:
+        self.model = GuardedEmbedder.of(default_embedder())  # its vector cache: warm after earlier tests
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.entered.set()
+        self.gate.wait(timeout=60)  # never hang a test run
+        vectors = self.model.embed(texts)
+        assert vectors is not None
+        return vectors
+
+    def knows(self, word: str) -> bool:
+        return self.model.knows(word)
+
+
+async def _answered_from(services: Services, replies: int) -> list[str] | None:
+    """Which index each of the first ``replies`` assistant replies came from, once all are done."""
+    async with services.db.read() as session:
+        query = select(OutboxItem.result).where(OutboxItem.kind == "ai.reply", OutboxItem.status == "done")
+        results = list((await session.execute(query.order_by(OutboxItem.id))).scalars())
+    return [r["index"] for r in results] if len(results) == replies else None
+
+
+async def test_a_question_while_the_embedding_index_builds_is_answered_from_keywords_at_once(
+    client, widget, worker, services
+):
+    assert services.assistant is not None
+    indexes = services.assistant.indexes
+    model = GatedModel()
+    indexes.use_embedder(model)
+    loop = asyncio.get_running_loop()
+    visitor = await Visitor.connect(client, widget.key)
+    try:
+        asked = loop.time()
+        await visitor.say(EMBED_QUESTION, "c1")
+        assert (await visitor.next("typing", timeout=1.0))["active"] is True
+        reply = await bot_reply(visitor, timeout=1.0)
+        assert loop.time() - asked < 1.0 and EMBED_ANSWER in reply["text"]
+        assert model.entered.is_set()  # the embedding build had started, and waits at the gate still
+    finally:
+        model.gate.set()
+    assert (await visitor.next("typing"))["active"] is False
+    async with services.db.read() as session:
+        assert (await indexes.index_for(session, widget.id)).dense is not None  # joins that build
+    await visitor.say("How much does deskbell cost?", "c2")
+    assert "open source" in (await bot_reply(visitor))["text"]
+    assert await eventually(lambda: _answered_from(services, 2)) == ["lexical", "hybrid"]
+
+
+async def test_an_abstention_switches_typing_off(client, widget, worker, services):
+    visitor = await Visitor.connect(client, widget.key)
+    await visitor.say("what's the weather in paris today", "c1")
+    assert (await visitor.next("typing"))["active"] is True
+    assert "don't know" in (await bot_reply(visitor))["text"]
+    assert (await visitor.next("typing"))["active"] is False
+    assert [f for f in await visitor.quiet(0.3) if f["type"] == "typing"] == []
+
+
+class BrokenProvider:
+    """A language-model client with a bug: it raises what no provider error covers."""
+
+    name = "broken"
+    model = "broken-1"
+
+    async def complete(self, request: LLMRequest) -> LLMReply:
+        raise RuntimeError("a bug in the client")
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_an_error_while_answering_switches_typing_off(client, widget, worker, services):
+    services.assistant.providers = Providers({"broken": BrokenProvider()}, "broken")  # type: ignore[union-attr]
+    visitor = await Visitor.connect(client, widget.key)
+    await visitor.say(EMBED_QUESTION, "c1")  # confident: it reaches the model, which fails
+    assert (await visitor.next("typing"))["active"] is True
+    assert (await visitor.next("typing"))["active"] is False
+    assert [f for f in await visitor.quiet(0.3) if f["type"] == "message" and f["from"] == "bot"] == []
 
 
 async def test_an_unanswerable_question_gets_i_dont_know_and_the_prefilled_form(client, widget, worker, services):
