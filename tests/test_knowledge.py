@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -17,6 +21,7 @@ from core.services import Services
 from core.widgets import create_widget
 from tests.test_api_helpers import api, api_key, widget  # noqa: F401
 from tests.test_cli import _json, deskbell
+from tests.test_knowledge_embeddings import HashingEmbedder
 
 # ---------------------------------------------------------------- importing files
 
@@ -108,6 +113,13 @@ def test_paraphrases_and_typos_find_the_entry(question, entry):
     assert INDEX.search(question)[0].passage.entry_id == entry
 
 
+@pytest.mark.parametrize("question", ["what licnese is it", "pricng"])
+def test_a_typo_of_a_lexicon_word_the_entries_lack_finds_them_through_its_synonyms(question):
+    """ "licnese" is closest to "license", a lexicon word no entry uses; its synonym "opensource" (entry 1) counts."""
+    hits = INDEX.search(question)
+    assert hits and hits[0].passage.entry_id == 1 and hits[0].coverage > 0.5
+
+
 def test_questions_about_something_else_have_low_confidence():
     best = INDEX.search("what's the weather in paris")
     assert not best or best[0].confidence < 0.3
@@ -141,6 +153,68 @@ async def test_the_index_is_rebuilt_only_when_entries_change(services: Services)
     async with services.db.read() as session:
         rebuilt = await cache.index_for(session, widget.id)
     assert rebuilt is not first and "30 euros" in rebuilt.search("shipping")[0].passage.text
+
+
+class GatedHashing(HashingEmbedder):
+    """The stand-in model, embedding only once the test opens the gate: a build that never ends by itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.gate.wait(timeout=30)  # never hang a test run
+        return super().embed(texts)
+
+
+async def _index_now(services: Services, cache: IndexCache, widget_id: int) -> Index:
+    async with services.db.read() as session:
+        return await asyncio.wait_for(cache.index_now(session, widget_id), timeout=1.0)
+
+
+async def _index_for(services: Services, cache: IndexCache, widget_id: int) -> Index:
+    async with services.db.read() as session:
+        return await cache.index_for(session, widget_id)
+
+
+async def test_while_embeddings_build_the_keyword_index_answers_and_one_build_serves_all(services: Services):
+    model = GatedHashing()
+    cache = IndexCache(embedder=model)
+    async with services.db.write() as session:
+        widget = await create_widget(session, {"name": "Shop"})
+        await create_entry(session, widget.id, {"title": "Shipping?", "answer": "Free over 50 euros."})
+    stand_in = await _index_now(services, cache, widget.id)
+    assert stand_in.dense is None and "50 euros" in stand_in.search("shipping")[0].passage.text
+    assert await _index_now(services, cache, widget.id) is stand_in  # one stand-in, one build, per version
+    waiting = asyncio.create_task(_index_for(services, cache, widget.id))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    model.gate.set()
+    built = await waiting  # the build the first question started, not a second one
+    assert built.dense is not None and await _index_now(services, cache, widget.id) is built
+
+    model.gate.clear()  # an edit: the next build waits at the gate again
+    async with services.db.write() as session:
+        await import_entries(session, widget.id, [{"title": "Shipping?", "answer": "Free over 30 euros."}])
+    try:
+        edited = await _index_now(services, cache, widget.id)
+        assert edited.dense is None and "30 euros" in edited.search("shipping")[0].passage.text
+    finally:
+        model.gate.set()
+    rebuilt = await _index_for(services, cache, widget.id)
+    assert rebuilt.dense is not None and "30 euros" in rebuilt.search("shipping")[0].passage.text
+
+
+async def test_with_a_broken_model_the_keyword_index_is_the_index(services: Services):
+    model = HashingEmbedder(fail=True)
+    cache = IndexCache(embedder=model)
+    async with services.db.write() as session:
+        widget = await create_widget(session, {"name": "Shop"})
+        await create_entry(session, widget.id, {"title": "Shipping?", "answer": "Free over 50 euros."})
+    assert (await _index_now(services, cache, widget.id)).dense is None  # the build behind it finds the model broken
+    built = await _index_for(services, cache, widget.id)
+    assert built.dense is None and await _index_now(services, cache, widget.id) is built
+    assert len(model.calls) == 1  # tried once, never again
 
 
 # ---------------------------------------------------------------- API

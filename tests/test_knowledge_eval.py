@@ -56,16 +56,19 @@ def test_the_evaluation_measures_the_shipped_model_and_the_fallback():
 def test_the_evaluation_set_is_big_enough_and_names_real_entries():
     test, dev = QUESTIONS["test"], QUESTIONS["dev"]
     assert len(test["answerable"]) >= 60 and len(test["unanswerable"]) >= 40
-    assert len(dev["answerable"]) >= 40 and len(dev["unanswerable"]) >= 25
+    assert len(dev["answerable"]) >= 150 and len(dev["unanswerable"]) >= 70  # enough to choose between models
     asked = {q["q"].lower() for split in (test, dev) for group in split.values() for q in group}
     assert len(asked) == sum(len(group) for split in (test, dev) for group in split.values())  # no question twice
     assert {q["expect"] for split in (test, dev) for q in split["answerable"]} <= set(TITLES.values())
 
 
-# Measured: with the model dev 0.902/0.960, test 0.841/0.950; keywords only dev 0.805/0.960, test 0.730/0.925.
+# Measured: with the model dev 0.684/0.957, test 0.825/0.950; keywords only dev 0.581/0.943, test 0.730/0.925.
+# (dev grew from 41 + 25 to 155 + 70 questions, harder than the first ones; the
+# confidence refitted on it answers one test question fewer than the old fit,
+# 0.841, and abstains on one more holdout question.)
 @pytest.mark.parametrize(
     ("split", "lexical", "top1", "abstention"),
-    [("dev", False, 0.90, 0.96), ("test", False, 0.84, 0.95), ("dev", True, 0.80, 0.96), ("test", True, 0.72, 0.92)],
+    [("dev", False, 0.68, 0.95), ("test", False, 0.82, 0.95), ("dev", True, 0.58, 0.94), ("test", True, 0.72, 0.92)],
 )
 def test_retrieval_only_does_not_fall_below_its_measured_quality(split, lexical, top1, abstention):
     result = _result(split, LEXICAL if lexical else INDEX)
@@ -82,10 +85,9 @@ def test_retrieval_only_meets_the_issue_targets_on_the_test_split():
 def test_on_the_untuned_holdout_domain_it_still_abstains_and_answers_some():
     """A coffee-shop knowledge base written after tuning (tests/kb_eval/holdout): the honest estimate.
 
-    Measured: with the model 0.667 / 0.900 (it answers more, and abstains on 18
-    of 20 instead of 19; retrieval ranks the right entry first for 24 of 30,
-    9 of those it abstains on), keywords only 0.567 / 0.950.
+    Measured: with the model 0.667 / 0.950 (retrieval ranks the right entry
+    first for 24 of 30, 9 of those it abstains on), keywords only 0.567 / 0.950.
     """
     hybrid, lexical = _holdout(lexical=False), _holdout(lexical=True)
-    assert hybrid.top1_accuracy >= 0.65 and hybrid.abstention_rate >= 0.90, hybrid.misses
+    assert hybrid.top1_accuracy >= 0.65 and hybrid.abstention_rate >= 0.95, hybrid.misses
     assert lexical.top1_accuracy >= 0.55 and lexical.abstention_rate >= 0.95, lexical.misses
