@@ -16,11 +16,24 @@ wait for anything:
 * ``SELECT`` and deferred ``BEGIN``/``ROLLBACK``: in WAL mode readers take no
   lock that a writer holds.
 
-What can wait goes to a thread, so the loop never sleeps on another
-process's lock or on the disk: ``BEGIN IMMEDIATE`` while another process
-holds the write lock (taken at once on the loop's thread when it is free;
-see :func:`_write_lock_now` and :func:`_take_write_lock`), ``COMMIT`` (fsync, and now and then a WAL checkpoint),
-writes outside a write transaction, PRAGMAs, and opening the file.
+The write lock and the COMMIT stay on the loop's thread too:
+
+* ``BEGIN IMMEDIATE`` is tried at once; while another process holds the
+  write lock it is tried again every 0.5-2 ms from the loop (asyncio sleeps
+  in between), bounded by the connection's ``busy_timeout``. Waiting in a
+  thread instead cost a turn of the event loop between the thread getting
+  the lock and the transaction starting, and the other process waited for
+  that turn, lock held.
+* ``COMMIT`` of a write transaction runs inline: it appends to the WAL and
+  fsyncs it (0.3 ms here). In a thread, the answer waited for the event loop
+  and the GIL, 2-4 ms under the relay benchmark's load, the write lock held
+  all along. What made a commit slow now and then, the automatic WAL
+  checkpoint, is off on these connections: :class:`Checkpointer` runs a
+  passive checkpoint in a thread every :data:`CHECKPOINT_EVERY_COMMITS`
+  commits or :data:`CHECKPOINT_EVERY_S` seconds instead.
+
+Only what has to wait for the disk outside a write transaction goes to a
+thread: writes outside a write transaction, PRAGMAs, opening the file.
 
 Used through ``create_async_engine(url, async_creator=...)`` (see
 core/db.py); the URL keeps the ``sqlite+aiosqlite`` dialect, so SQLAlchemy
@@ -31,13 +44,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["InlineConnection", "connect"]
+__all__ = ["Checkpointer", "InlineConnection", "connect"]
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -47,8 +64,13 @@ _EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="sqlite")
 
 # Waiting for another process's write lock: try again after this long, doubling up to the
 # maximum, until the connection's busy_timeout has passed.
-LOCK_RETRY_FIRST_S = 0.0002
+LOCK_RETRY_FIRST_S = 0.0005
 LOCK_RETRY_MAX_S = 0.002
+
+# Passive WAL checkpoints (see Checkpointer): after this many commits, or when this long
+# has passed since the last one at the next commit.
+CHECKPOINT_EVERY_COMMITS = 100
+CHECKPOINT_EVERY_S = 1.0
 
 _READ_HEADS = ("SELECT", "BEGIN", "ROLLBACK", "SAVEPOINT", "RELEASE")
 _WRITE_BEGINS = ("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE")
@@ -77,43 +99,102 @@ def _no_busy_handler(raw: sqlite3.Connection) -> Iterator[float]:
 _BUSY = object()
 
 
-def _write_lock_now(raw: sqlite3.Connection, execute: Callable[..., T], *args: Any) -> T | object:
-    """``BEGIN IMMEDIATE`` if the write lock is free this instant (run on the loop's thread), else _BUSY.
+def _write_lock_now(raw: sqlite3.Connection, execute: Callable[..., T], *args: Any, last: bool = False) -> T | object:
+    """``BEGIN IMMEDIATE`` if the write lock is free this instant, else _BUSY (or, ``last``, SQLite's error).
 
-    Taken on the loop's thread, the lock is held from here to COMMIT without
-    waiting for a turn of a busy event loop in between (a thread's answer
-    does); only a lock another process holds sends the wait to a thread.
+    Run on the loop's thread: the lock is held from here to COMMIT without
+    waiting for a turn of a busy event loop in between.
     """
     with _no_busy_handler(raw):
         try:
             return execute(*args)
         except sqlite3.OperationalError as exc:
-            if _is_busy(exc):
+            if _is_busy(exc) and not last:
                 return _BUSY
             raise
 
 
-def _take_write_lock(raw: sqlite3.Connection, execute: Callable[..., T], *args: Any) -> T:
-    """``BEGIN IMMEDIATE`` (``execute(*args)``) in a thread, waiting for the write lock in small steps.
+def _busy_timeout_s(raw: sqlite3.Connection) -> float:
+    return int(raw.execute("PRAGMA busy_timeout").fetchone()[0]) / 1000
 
-    SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50,
-    100 ms between tries: a writer that has waited a few milliseconds then
-    oversleeps a lock freed long before by tens of milliseconds. With the web
-    process and the worker writing to one file, that, not the work, was the
-    p99 of a visitor's ack (bench/RESULTS.md). Here the connection's
-    busy_timeout still bounds the wait, tried every 0.2-2 ms.
+
+class Checkpointer:
+    """Copies the WAL back into the database file, in a thread, for the connections of one file.
+
+    Our connections commit on the event loop's thread with SQLite's automatic
+    checkpoint off (a commit that crossed its 1,000-page mark checkpointed
+    there and then: 3 ms and more). A passive checkpoint waits for no reader
+    or writer; it runs on its own connection, one at a time, after
+    :data:`CHECKPOINT_EVERY_COMMITS` commits or :data:`CHECKPOINT_EVERY_S`.
     """
-    with _no_busy_handler(raw) as timeout_s:
-        deadline = time.monotonic() + timeout_s
-        pause = LOCK_RETRY_FIRST_S
-        while True:
-            try:
-                return execute(*args)
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() >= deadline:
-                    raise
-            time.sleep(pause)
-            pause = min(pause * 2, LOCK_RETRY_MAX_S)
+
+    def __init__(self, database: str, *, uri: bool) -> None:
+        self.database = database
+        self.uri = uri
+        self.users = 0
+        self.runs = 0  # checkpoints started (tests look at it)
+        self._commits = 0
+        self._last = time.monotonic()
+        self._running: Future[None] | None = None
+        self._raw: sqlite3.Connection | None = None
+
+    def committed(self) -> None:
+        """Note a commit; start a checkpoint if one is due and none runs."""
+        self._commits += 1
+        if self._running is not None and not self._running.done():
+            return
+        if self._commits < CHECKPOINT_EVERY_COMMITS and time.monotonic() - self._last < CHECKPOINT_EVERY_S:
+            return
+        self._commits, self._last = 0, time.monotonic()
+        self.runs += 1
+        self._running = _EXECUTOR.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        try:
+            if self._raw is None:
+                self._raw = sqlite3.connect(self.database, uri=self.uri, isolation_level=None, check_same_thread=False)
+            self._raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:  # the next commit tries again; nothing is lost meanwhile
+            log.warning("WAL checkpoint of %s failed: %s", self.database, exc)
+
+    def close(self) -> None:
+        """Close its connection once a running checkpoint has returned."""
+        raw, self._raw = self._raw, None
+        if raw is None:
+            return
+        running = self._running
+        if running is not None and not running.done():
+            running.add_done_callback(lambda _: raw.close())
+        else:
+            raw.close()
+
+
+_CHECKPOINTERS: dict[tuple[str, bool], Checkpointer] = {}
+_CHECKPOINTERS_LOCK = threading.Lock()
+
+
+def _on_disk(database: str, uri: bool) -> bool:
+    if database in ("", ":memory:"):
+        return False
+    return not (uri and "mode=memory" in database)
+
+
+def _checkpointer_for(database: str, uri: bool) -> Checkpointer:
+    with _CHECKPOINTERS_LOCK:
+        checkpointer = _CHECKPOINTERS.get((database, uri))
+        if checkpointer is None:
+            checkpointer = _CHECKPOINTERS[(database, uri)] = Checkpointer(database, uri=uri)
+        checkpointer.users += 1
+        return checkpointer
+
+
+def _release_checkpointer(checkpointer: Checkpointer) -> None:
+    with _CHECKPOINTERS_LOCK:
+        checkpointer.users -= 1
+        if checkpointer.users > 0:
+            return
+        _CHECKPOINTERS.pop((checkpointer.database, checkpointer.uri), None)
+    checkpointer.close()
 
 
 class InlineCursor:
@@ -182,8 +263,9 @@ class InlineCursor:
 class InlineConnection:
     """A sqlite3 connection driven from the event loop; see the module docstring."""
 
-    def __init__(self, raw: sqlite3.Connection) -> None:
+    def __init__(self, raw: sqlite3.Connection, checkpointer: Checkpointer | None = None) -> None:
         self.raw = raw
+        self.checkpointer = checkpointer  # None: SQLite checkpoints on its own (in memory, tests)
         self._writing = False  # inside BEGIN IMMEDIATE: this connection holds the write lock
         # The call running in a thread, if any. Its caller may have been cancelled
         # (a timeout, a shutdown) while SQLite still works on it; nothing else may
@@ -191,6 +273,7 @@ class InlineConnection:
         self._in_thread: Future[Any] | None = None
         self.offloaded = 0  # statements sent to a thread (tests look at it)
         self.inline = 0
+        self.lock_waits = 0  # BEGIN IMMEDIATE found another process holding the write lock
 
     # aiosqlite exposes the sqlite3 connection as ``_connection`` (None once closed);
     # SQLAlchemy's adapter checks it before commit and rollback.
@@ -215,7 +298,7 @@ class InlineConnection:
     def _may_wait(self, sql: str) -> bool:
         head = _head(sql)
         if head.startswith(_ENDS) and not head.startswith("ROLLBACK"):
-            return True  # COMMIT: fsync
+            return not self._writing  # COMMIT of a write transaction: the WAL's fsync, inline
         if self._writing:
             return False
         if head.startswith(_WRITE_BEGINS):
@@ -235,22 +318,35 @@ class InlineConnection:
         self._in_thread = _EXECUTOR.submit(fn, *args)
         return await asyncio.wrap_future(self._in_thread)
 
+    async def _begin_write(self, fn: Callable[..., T], *args: Any) -> T:
+        """``BEGIN IMMEDIATE``: at once if the lock is free, else tried again every few ms from the loop."""
+        await self._settled()
+        result = _write_lock_now(self.raw, fn, *args)
+        if result is not _BUSY:
+            return result  # type: ignore[return-value]
+        self.lock_waits += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _busy_timeout_s(self.raw)
+        pause = LOCK_RETRY_FIRST_S
+        while True:
+            await asyncio.sleep(pause)
+            result = _write_lock_now(self.raw, fn, *args, last=loop.time() >= deadline)
+            if result is not _BUSY:
+                return result  # type: ignore[return-value]
+            pause = min(pause * 2, LOCK_RETRY_MAX_S)
+
     async def run(self, sql: str, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` for statement ``sql``: inline, or in a thread if it may wait."""
-        if _head(sql).startswith(_WRITE_BEGINS) and not self._writing:
-            await self._settled()
-            result = _write_lock_now(self.raw, fn, *args)
-            if result is _BUSY:
-                result = await self._in_executor(_take_write_lock, self.raw, fn, *args)
-            else:
-                self.inline += 1
+        head = _head(sql)
+        if head.startswith(_WRITE_BEGINS) and not self._writing:
+            self.inline += 1
+            result = await self._begin_write(fn, *args)
         elif self._may_wait(sql):
             result = await self._in_executor(fn, *args)
         else:
             await self._settled()
             self.inline += 1
             result = fn(*args)
-        head = _head(sql)
         if head.startswith(_WRITE_BEGINS):
             self._writing = True
         elif head.startswith(_ENDS) or not self.raw.in_transaction:
@@ -272,10 +368,18 @@ class InlineConnection:
             cursor._cursor.close()
 
     async def commit(self) -> None:
+        """COMMIT: inline for a write transaction (see the module docstring), else in a thread."""
         try:
-            await self._in_executor(self.raw.commit)
+            if self._writing:
+                await self._settled()
+                self.inline += 1
+                self.raw.commit()
+            else:
+                await self._in_executor(self.raw.commit)
         finally:
             self._writing = self._writing and self.raw.in_transaction
+        if self.checkpointer is not None:
+            self.checkpointer.committed()
 
     async def rollback(self) -> None:
         await self._settled()
@@ -293,6 +397,12 @@ class InlineConnection:
         if self._open:
             self._open = False
             self.raw.close()
+            self._forget_checkpointer()
+
+    def _forget_checkpointer(self) -> None:
+        checkpointer, self.checkpointer = self.checkpointer, None
+        if checkpointer is not None:
+            _release_checkpointer(checkpointer)
 
     def stop(self) -> None:
         """Close without waiting (SQLAlchemy's forced terminate): after the call in a thread, if any."""
@@ -304,13 +414,22 @@ class InlineConnection:
             running.add_done_callback(lambda _: self.raw.close())
         else:
             self.raw.close()
+        self._forget_checkpointer()
 
 
 async def connect(database: str, *, uri: bool = False, timeout: float = 10.0) -> InlineConnection:
-    """Open ``database`` (a path or ``:memory:``) in autocommit mode: SQLAlchemy emits BEGIN itself."""
+    """Open ``database`` (a path or ``:memory:``) in autocommit mode: SQLAlchemy emits BEGIN itself.
+
+    A file database gets its WAL checkpoints from a :class:`Checkpointer`
+    (SQLite's automatic ones are turned off on this connection).
+    """
+    on_disk = _on_disk(database, uri)
 
     def open_() -> sqlite3.Connection:
-        return sqlite3.connect(database, uri=uri, timeout=timeout, isolation_level=None, check_same_thread=False)
+        raw = sqlite3.connect(database, uri=uri, timeout=timeout, isolation_level=None, check_same_thread=False)
+        if on_disk:
+            raw.execute("PRAGMA wal_autocheckpoint = 0")
+        return raw
 
     raw = await asyncio.wrap_future(_EXECUTOR.submit(open_))
-    return InlineConnection(raw)
+    return InlineConnection(raw, _checkpointer_for(database, uri) if on_disk else None)
