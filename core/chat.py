@@ -45,9 +45,10 @@ from core.deliveries import plan_agent_reply, plan_conversation_closed, plan_con
 from core.events import EventBus
 from core.group_commit import Bulk
 from core.metrics import Registry
-from core.fanout import plan_ai_reply, plan_message_relay, plan_root_update
+from core.fanout import ai_reply_rows, message_relay_rows, plan_message_relay, plan_root_update
 from core.errors import NotFound
 from core.models import Agent, Conversation, Message, MessageLink, Widget
+from core.outbox import insert_rows
 
 
 log = logging.getLogger(__name__)
@@ -65,13 +66,13 @@ def _message_event(conv: Conversation, message: Message) -> dict[str, Any]:
     }
 
 
-async def _plan_visitor_line(session: AsyncSession, posted: Posted, assistant: bool) -> int:
+async def _plan_visitor_line(session: AsyncSession, posted: Posted, assistant: bool) -> list[dict[str, Any]]:
     """What a stored visitor line owes: its relay to every bound channel and, if the
-    assistant answers, an ``ai.reply``. Returns how many outbox rows were planned."""
-    planned = await plan_message_relay(session, posted.conversation, posted.message)
+    assistant answers, an ``ai.reply``; outbox rows for :func:`insert_rows`."""
+    rows = await message_relay_rows(session, posted.conversation, posted.message)
     if assistant:
-        planned += await plan_ai_reply(session, posted.conversation, posted.message)
-    return planned
+        rows += await ai_reply_rows(session, posted.conversation, posted.message)
+    return rows
 
 
 def _conversation_event(conv: Conversation) -> dict[str, Any]:
@@ -146,6 +147,7 @@ class ChatService:
         *,
         client_id: str | None,
         context: VisitorContext = VisitorContext(),
+        stored: Callable[[Conversation, Message], Awaitable[None]] | None = None,
     ) -> tuple[Conversation, Message, bool]:
         """Store, commit, then announce. Returns (conversation, message, duplicate).
 
@@ -153,19 +155,24 @@ class ChatService:
         arriving together share one transaction, and this returns only after
         the COMMIT holding this line, so the caller's ack still means stored.
         Lines of one visitor on one widget keep their order (same ``key``).
+        ``stored`` is awaited right after that COMMIT, before the events go
+        out: the widget's ack need not wait for the event bus (a Redis round
+        trip per event when several processes run).
         """
         cleaned = clean_text(text)  # checked before queueing: a bad line never joins a batch
         client_id = clean_client_id(client_id)
         assistant = self._assistant_answers is not None and await self._assistant_answers(widget)
 
         async def write(session: AsyncSession) -> tuple[Posted, int, dict[str, Any] | None, dict[str, Any] | None]:
-            with session.no_autoflush:  # outbox rows go in one INSERT at COMMIT
+            with session.no_autoflush:  # ORM rows (a chat's start) go in one INSERT at COMMIT
                 posted = await post_visitor_message(
                     session, widget, visitor_id, cleaned, client_id=client_id, context=context
                 )
                 if posted.duplicate:
                     return posted, 0, None, None
-                planned = await _plan_visitor_line(session, posted, assistant)
+                rows = await _plan_visitor_line(session, posted, assistant)
+                await insert_rows(session, rows)
+                planned = len(rows)
                 if posted.started:
                     planned += await plan_conversation_started(session, widget, posted.conversation, posted.message)
             # Events are built now: a later line of the same chat in the same batch
@@ -174,10 +181,12 @@ class ChatService:
             return posted, planned, started, _message_event(posted.conversation, posted.message)
 
         line = VisitorLine(widget.id, visitor_id, cleaned, client_id, context.page_url or None)
-        bulk = None if self.db.is_sqlite else Bulk(self._write_lines, (line, assistant))  # see post_visitor_lines
+        bulk = Bulk(self._write_lines, (line, assistant))  # see post_visitor_lines
         posted, planned, started, created = await self.db.write_batched(write, key=(widget.id, visitor_id), bulk=bulk)
         if planned:
             self.outbox_enqueued()
+        if stored is not None:
+            await stored(posted.conversation, posted.message)
         if posted.duplicate or created is None:
             return posted.conversation, posted.message, True
         self._messages.inc(sender="visitor")
@@ -193,13 +202,15 @@ class ChatService:
         statements, then each one's deliveries planned (None: written alone, e.g. a first line)."""
         posted = await post_visitor_lines(session, [line for line, _ in lines])  # LinesNotBulk: one by one
         out: list[tuple[Posted, int, None, dict[str, Any]] | None] = []
-        with session.no_autoflush:  # outbox rows go in one INSERT at COMMIT
-            for (_, assistant), p in zip(lines, posted):
-                if p is None:
-                    out.append(None)
-                    continue
-                planned = await _plan_visitor_line(session, p, assistant)
-                out.append((p, planned, None, _message_event(p.conversation, p.message)))
+        rows: list[dict[str, Any]] = []  # every line's deliveries, in one INSERT
+        for (_, assistant), p in zip(lines, posted):
+            if p is None:
+                out.append(None)
+                continue
+            planned = await _plan_visitor_line(session, p, assistant)
+            rows += planned
+            out.append((p, len(planned), None, _message_event(p.conversation, p.message)))
+        await insert_rows(session, rows)
         return out
 
     async def agent_message(

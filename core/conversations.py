@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 
@@ -294,7 +295,8 @@ class LinesNotBulk(Exception):
     visitor): the caller stores each alone, which handles those cases."""
 
 
-_RESERVE_MANY = """
+_RESERVE_MANY = {
+    "postgresql": """
 WITH v AS (
     SELECT * FROM unnest(:widget_ids, :visitor_ids, :counts, :page_urls) AS v(widget_id, visitor_id, n, page_url)
 )
@@ -303,53 +305,88 @@ SET last_seq = c.last_seq + v.n, updated_at = :now, page_url = coalesce(v.page_u
 FROM v
 WHERE c.widget_id = v.widget_id AND c.visitor_id = v.visitor_id AND c.status = 'open'
 RETURNING c.*
-"""
+""",
+    # SQLite has no arrays: the same columns arrive as one JSON array of rows.
+    "sqlite": """
+UPDATE conversations AS c
+SET last_seq = c.last_seq + v.n, updated_at = :now, page_url = coalesce(v.page_url, c.page_url)
+FROM (
+    SELECT json_extract(value, '$[0]') AS widget_id, json_extract(value, '$[1]') AS visitor_id,
+           json_extract(value, '$[2]') AS n, json_extract(value, '$[3]') AS page_url
+    FROM json_each(:rows)
+) AS v
+WHERE c.widget_id = v.widget_id AND c.visitor_id = v.visitor_id AND c.status = 'open'
+RETURNING *
+""",
+}
 
-_INSERT_MANY = """
+_INSERT_MANY = {
+    "postgresql": """
 INSERT INTO messages (conversation_id, seq, sender, author, text, internal, client_id, created_at)
 SELECT v.conversation_id, v.seq, 'visitor', v.author, v.text, false, v.client_id, :now
 FROM unnest(:conversation_ids, :seqs, :authors, :texts, :client_ids) AS v(conversation_id, seq, author, text, client_id)
 ON CONFLICT (conversation_id, client_id) DO NOTHING
 RETURNING messages.*
-"""
+""",
+    # "WHERE true": without it SQLite would read ON CONFLICT as a join's ON.
+    "sqlite": """
+INSERT INTO messages (conversation_id, seq, sender, author, text, internal, client_id, created_at)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'visitor', json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), 0, json_extract(value, '$[4]'), :now
+FROM json_each(:rows) WHERE true
+ON CONFLICT (conversation_id, client_id) DO NOTHING
+RETURNING *
+""",
+}
 
 
 @lru_cache(maxsize=None)
-def _many_statements() -> tuple[Any, Any]:
+def _many_statements(dialect: str) -> tuple[Any, Any]:
     """The two bulk statements, typed so every batch size runs the same prepared statement."""
-    big, text_array, int_array = ARRAY(BigInteger), ARRAY(Text), ARRAY(Integer)
-    reserve = (
-        sql_text(_RESERVE_MANY)
-        .bindparams(
-            bindparam("widget_ids", type_=big), bindparam("visitor_ids", type_=text_array),
-            bindparam("counts", type_=int_array), bindparam("page_urls", type_=text_array),
-            bindparam("now", type_=Conversation.__table__.c.updated_at.type),
+    conversations, messages = Conversation.__table__, Message.__table__
+    if dialect == "sqlite":
+        params: tuple[list[Any], list[Any]] = ([bindparam("rows", type_=Text)], [bindparam("rows", type_=Text)])
+    else:
+        big, text_array, int_array = ARRAY(BigInteger), ARRAY(Text), ARRAY(Integer)
+        params = (
+            [bindparam("widget_ids", type_=big), bindparam("visitor_ids", type_=text_array),
+             bindparam("counts", type_=int_array), bindparam("page_urls", type_=text_array)],
+            [bindparam("conversation_ids", type_=big), bindparam("seqs", type_=int_array),
+             bindparam("authors", type_=text_array), bindparam("texts", type_=text_array),
+             bindparam("client_ids", type_=text_array)],
         )
-        .columns(*Conversation.__table__.c)
+    reserve = (
+        sql_text(_RESERVE_MANY[dialect])
+        .bindparams(*params[0], bindparam("now", type_=conversations.c.updated_at.type))
+        .columns(*conversations.c)
     )
     insert = (
-        sql_text(_INSERT_MANY)
-        .bindparams(
-            bindparam("conversation_ids", type_=big), bindparam("seqs", type_=int_array),
-            bindparam("authors", type_=text_array), bindparam("texts", type_=text_array),
-            bindparam("client_ids", type_=text_array), bindparam("now", type_=Message.__table__.c.created_at.type),
-        )
-        .columns(*Message.__table__.c)
+        sql_text(_INSERT_MANY[dialect])
+        .bindparams(*params[1], bindparam("now", type_=messages.c.created_at.type))
+        .columns(*messages.c)
     )
     return reserve, insert
 
 
+def _bulk_params(dialect: str, columns: dict[str, list[Any]], now: Any) -> dict[str, Any]:
+    """Columns of values as the dialect's statement takes them: arrays, or one JSON array of rows."""
+    if dialect == "sqlite":
+        return {"rows": json.dumps(list(zip(*columns.values())), ensure_ascii=False), "now": now}
+    return {**columns, "now": now}
+
+
 async def post_visitor_lines(session: AsyncSession, lines: Sequence[VisitorLine]) -> list[Posted | None]:
-    """Store many visitors' lines in their open conversations with two statements (PostgreSQL).
+    """Store many visitors' lines in their open conversations with two statements.
 
     What :func:`post_visitor_message` does per line, for a batch (group
     commit): one UPDATE reserves the seqs of every line in its visitor's
     open conversation (several lines of one visitor get consecutive seqs, in
-    order), one INSERT stores the lines. Both take arrays, so every batch
-    runs the same two prepared statements: on PostgreSQL each statement is
-    a round trip, and a lane that spent two per line fell behind by seconds
-    once the machine was busy (bench/RESULTS.md). SQLite runs its statements
-    in-process, so it keeps the per-line path.
+    order), one INSERT stores the lines. Both take arrays (JSON on SQLite),
+    so every batch runs the same two prepared statements: on PostgreSQL each
+    statement is a round trip, and a lane that spent two per line fell
+    behind by seconds once the machine was busy; on SQLite each statement
+    costs SQLAlchemy's ~0.1 ms and its ORM rows more, while the write lock,
+    which the worker waits for, is held (bench/RESULTS.md).
 
     A line whose visitor has no open conversation is answered None (open it
     with :func:`post_visitor_message`, after these); so are all the lines of
@@ -362,12 +399,13 @@ async def post_visitor_lines(session: AsyncSession, lines: Sequence[VisitorLine]
     counts = Counter((line.widget_id, line.visitor_id) for line in lines)
     page_urls = {(line.widget_id, line.visitor_id): line.page_url for line in lines if line.page_url}
     pairs = list(counts)
-    reserve, insert = _many_statements()
+    dialect = session.get_bind().dialect.name
+    reserve, insert = _many_statements(dialect)
     now = utcnow()
-    reserved = await session.execute(reserve, {
+    reserved = await session.execute(reserve, _bulk_params(dialect, {
         "widget_ids": [w for w, _ in pairs], "visitor_ids": [v for _, v in pairs],
-        "counts": [counts[p] for p in pairs], "page_urls": [page_urls.get(p) for p in pairs], "now": now,
-    })
+        "counts": [counts[p] for p in pairs], "page_urls": [page_urls.get(p) for p in pairs],
+    }, now))
     open_rows: dict[tuple[int, str], dict[str, Any]] = {}
     for row in reserved.all():
         pair = (row.widget_id, row.visitor_id)
@@ -390,7 +428,7 @@ async def post_visitor_lines(session: AsyncSession, lines: Sequence[VisitorLine]
             columns[name].append(value)
     if not columns["seqs"]:
         return [None] * len(lines)
-    inserted = await session.execute(insert, {**columns, "now": now})
+    inserted = await session.execute(insert, _bulk_params(dialect, columns, now))
     stored = {(m.conversation_id, m.seq): m for m in (_detached(Message, r) for r in inserted.all())}
     if len(stored) != len(columns["seqs"]):
         raise LinesNotBulk("a line was sent before (its client_id is stored)")

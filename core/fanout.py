@@ -8,35 +8,43 @@ ordering key, so the thread's root is posted before its replies.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.assistant_state import assistant_speaks
 from core.destinations import destinations_of
-from core.models import Conversation, Message
-from core.outbox import enqueue
+from core.models import Conversation, Message, OutboxItem
+from core.outbox import enqueue, outbox_row
 
 
 def relay_ordering_key(binding_id: int, conversation_id: int) -> str:
     return f"relay:{binding_id}:{conversation_id}"
 
 
-async def plan_message_relay(
+async def message_relay_rows(
     session: AsyncSession, conv: Conversation, message: Message, *, exclude_binding_id: int | None = None
-) -> int:
-    """Relay a stored message into every bound channel but the one it came from."""
-    planned = 0
-    for binding in (await destinations_of(session, conv.widget_id)).bindings:
-        if binding.id == exclude_binding_id:
-            continue
-        enqueue(
-            session,
+) -> list[dict[str, Any]]:
+    """The outbox rows relaying a stored message into every bound channel but the one it came from."""
+    return [
+        outbox_row(
             f"{binding.platform}.relay",
             {"binding_id": binding.id, "conversation_id": conv.id, "message_id": message.id},
             ordering_key=relay_ordering_key(binding.id, conv.id),
             ref=("conversation", conv.id),
         )
-        planned += 1
-    return planned
+        for binding in (await destinations_of(session, conv.widget_id)).bindings
+        if binding.id != exclude_binding_id
+    ]
+
+
+async def plan_message_relay(
+    session: AsyncSession, conv: Conversation, message: Message, *, exclude_binding_id: int | None = None
+) -> int:
+    """Relay a stored message into every bound channel but the one it came from."""
+    rows = await message_relay_rows(session, conv, message, exclude_binding_id=exclude_binding_id)
+    session.add_all([OutboxItem(**row) for row in rows])
+    return len(rows)
 
 
 async def plan_root_update(session: AsyncSession, conv: Conversation) -> int:
@@ -73,7 +81,7 @@ async def plan_offline_message_channel_posts(session: AsyncSession, widget_id: i
     return planned
 
 
-async def plan_ai_reply(session: AsyncSession, conv: Conversation, message: Message) -> int:
+async def ai_reply_rows(session: AsyncSession, conv: Conversation, message: Message) -> list[dict[str, Any]]:
     """Have the assistant answer a visitor message, unless a person has taken the conversation.
 
     One ``ai.reply`` row {conversation_id, message_id}; rows of one
@@ -81,12 +89,12 @@ async def plan_ai_reply(session: AsyncSession, conv: Conversation, message: Mess
     the worker answers each once however many web processes stored them.
     """
     if not await assistant_speaks(session, conv.id):
-        return 0
-    enqueue(
-        session,
-        "ai.reply",
-        {"conversation_id": conv.id, "message_id": message.id},
-        ordering_key=f"ai:{conv.id}",
-        ref=("conversation", conv.id),
-    )
-    return 1
+        return []
+    return [
+        outbox_row(
+            "ai.reply",
+            {"conversation_id": conv.id, "message_id": message.id},
+            ordering_key=f"ai:{conv.id}",
+            ref=("conversation", conv.id),
+        )
+    ]

@@ -54,6 +54,27 @@ class Outcome:
     effects: Callable[[AsyncSession], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
 
 
+def outbox_row(
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    ordering_key: str | None = None,
+    ref: tuple[str, int] | None = None,
+    delay_s: float = 0,
+) -> dict[str, Any]:
+    """The columns of one delivery owed: for :func:`enqueue` or :func:`insert_rows`."""
+    return {
+        "kind": kind,
+        "payload": payload,
+        "status": "pending",
+        "ordering_key": ordering_key,
+        "ref_type": ref[0] if ref else None,
+        "ref_id": ref[1] if ref else None,
+        "attempts": 0,
+        "next_attempt_at": utcnow() + timedelta(seconds=delay_s),
+    }
+
+
 def enqueue(
     session: AsyncSession,
     kind: str,
@@ -64,18 +85,20 @@ def enqueue(
     delay_s: float = 0,
 ) -> OutboxItem:
     """Add a delivery to the caller's transaction; it exists only if that commits."""
-    item = OutboxItem(
-        kind=kind,
-        payload=payload,
-        status="pending",
-        ordering_key=ordering_key,
-        ref_type=ref[0] if ref else None,
-        ref_id=ref[1] if ref else None,
-        attempts=0,
-        next_attempt_at=utcnow() + timedelta(seconds=delay_s),
-    )
+    item = OutboxItem(**outbox_row(kind, payload, ordering_key=ordering_key, ref=ref, delay_s=delay_s))
     session.add(item)
     return item
+
+
+async def insert_rows(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Add deliveries (:func:`outbox_row`) to the caller's transaction with one INSERT.
+
+    For the visitor's hot path: a chat line's relays written as ORM objects
+    cost a unit-of-work flush per batch, more than the statement itself, and
+    on SQLite the web process holds the write lock meanwhile.
+    """
+    if rows:
+        await session.execute(insert(OutboxItem.__table__), list(rows))
 
 
 def next_delay(attempts: int, rng: random.Random | None = None) -> float | None:
@@ -102,11 +125,14 @@ async def claim_due(
     holder: str | None = None,
     lease: timedelta = LEASE,
 ) -> list[OutboxItem]:
-    """Lease up to ``limit`` due rows to ``holder``.
+    """Lease up to ``limit`` due rows to ``holder``, oldest due first, in one statement.
 
     PostgreSQL: ``FOR UPDATE SKIP LOCKED`` lets several workers claim side by
     side without waiting or double-claiming. SQLite has one writer at a time
-    (our writes begin IMMEDIATE), which gives the same guarantee.
+    (our writes begin IMMEDIATE), which gives the same guarantee. One
+    ``UPDATE ... RETURNING`` rather than loading the rows and flushing their
+    changes: on SQLite the claim holds the write lock a visitor's ack may be
+    waiting for.
     """
     now = now or utcnow()
     earlier = aliased(OutboxItem)
@@ -115,20 +141,24 @@ async def claim_due(
         earlier.id < OutboxItem.id,
         earlier.status.in_(("pending", "delivering")),
     )
-    query = (
-        select(OutboxItem)
+    due = (
+        select(OutboxItem.id)
         .where(_claimable(now), OutboxItem.kind.in_(kinds), or_(OutboxItem.ordering_key.is_(None), ~blocked))
         .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
         .limit(limit)
     )
     if session.bind is not None and session.bind.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=OutboxItem)
-    items = list((await session.execute(query)).scalars())
-    for item in items:
-        item.status = "delivering"
-        item.locked_until = now + lease
-        item.claimed_by = holder
-    await session.flush()
+        due = due.with_for_update(skip_locked=True, of=OutboxItem)
+    claim = (
+        update(OutboxItem)
+        .where(OutboxItem.id.in_(due.scalar_subquery()))
+        .values(status="delivering", locked_until=now + lease, claimed_by=holder)
+        .returning(OutboxItem)
+        # Objects this session already holds get the claimed state, not their stale one.
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    items = list((await session.scalars(claim)).all())
+    items.sort(key=lambda item: (item.next_attempt_at, item.id))  # RETURNING keeps no order
     return items
 
 

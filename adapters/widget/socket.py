@@ -27,7 +27,7 @@ from adapters.widget.open_conversations import OpenConversation
 from adapters.widget.origins import origin_allowed
 from core.conversations import VisitorContext, conversation_last_seq, message_frame, messages_after
 from core.errors import DomainError, NotFound
-from core.models import Conversation, Widget
+from core.models import Conversation, Message, Widget
 
 log = logging.getLogger(__name__)
 
@@ -228,11 +228,15 @@ class VisitorSession:
             wait = await self.svc.rate_limiter.hit(key, limit, 60)
             if wait is not None:
                 raise FrameError("rate_limited", f"You're sending messages too fast; try again in {int(wait) + 1} s.")
-        conv, message, _dup = await self.svc.chat.visitor_message(
-            self.widget, self.sock.visitor_id, frame.get("text"), client_id=client_id, context=self.context
-        )
-        await self.sock.send(
-            {"type": "ack", "client_id": client_id, "id": message.id, "seq": message.seq, "conversation_id": conv.id}
+        sock = self.sock
+
+        async def ack(conv: Conversation, message: Message) -> None:  # committed: acked before it is announced
+            await sock.send(
+                {"type": "ack", "client_id": client_id, "id": message.id, "seq": message.seq, "conversation_id": conv.id}
+            )
+
+        await self.svc.chat.visitor_message(
+            self.widget, sock.visitor_id, frame.get("text"), client_id=client_id, context=self.context, stored=ack
         )
 
     async def _on_typing(self, frame: dict[str, Any]) -> None:
