@@ -8,14 +8,12 @@ the transaction that stores it, so a widget that reconnects with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import json
 from collections import Counter
 from collections.abc import Sequence
-
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import BigInteger, Integer, Text, bindparam, func, select, update
 from sqlalchemy import text as sql_text
@@ -369,7 +367,12 @@ def _many_statements(dialect: str) -> tuple[Any, Any]:
 
 
 def _bulk_params(dialect: str, columns: dict[str, list[Any]], now: Any) -> dict[str, Any]:
-    """Columns of values as the dialect's statement takes them: arrays, or one JSON array of rows."""
+    """Columns of values as the dialect's statement takes them: arrays, or one JSON array of rows.
+
+    On SQLite a row's values are read by position (``$[0]``, ``$[1]`` ...), in
+    the order of ``columns``: the statements in ``_RESERVE_MANY`` and
+    ``_INSERT_MANY`` name that order.
+    """
     if dialect == "sqlite":
         return {"rows": json.dumps(list(zip(*columns.values())), ensure_ascii=False), "now": now}
     return {**columns, "now": now}
