@@ -304,7 +304,11 @@ FROM v
 WHERE c.widget_id = v.widget_id AND c.visitor_id = v.visitor_id AND c.status = 'open'
 RETURNING c.*
 """,
-    # SQLite has no arrays: the same columns arrive as one JSON array of rows.
+    # SQLite has no arrays: the same columns arrive as one JSON array of rows. The unary
+    # ``+`` keeps SQLite off the index on status: with it, SQLite walked every open
+    # conversation and scanned the batch's JSON for each (1.1 ms with 1,200 open chats,
+    # growing with them); without it, it looks each batch row up by (widget, visitor):
+    # 0.03 ms. tests/test_group_commit.py checks the plan.
     "sqlite": """
 UPDATE conversations AS c
 SET last_seq = c.last_seq + v.n, updated_at = :now, page_url = coalesce(v.page_url, c.page_url)
@@ -313,7 +317,7 @@ FROM (
            json_extract(value, '$[2]') AS n, json_extract(value, '$[3]') AS page_url
     FROM json_each(:rows)
 ) AS v
-WHERE c.widget_id = v.widget_id AND c.visitor_id = v.visitor_id AND c.status = 'open'
+WHERE c.widget_id = v.widget_id AND c.visitor_id = v.visitor_id AND +c.status = 'open'
 RETURNING *
 """,
 }
