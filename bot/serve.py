@@ -16,8 +16,9 @@ from sqlalchemy.exc import DBAPIError
 
 from core.db import Database
 from core.leader import Heartbeat, LeaderElection
+from core.services import Services
 
-from bot import admin
+from bot import admin, gc_tuning
 from bot.app import build_app
 from bot.health import local_worker_check, worker_check
 from bot.metrics import start_worker_metrics
@@ -81,6 +82,7 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
         svc = await build_services(settings, public_url=public_url, limits=settings.limits)
     except (OSError, DBAPIError) as exc:
         raise admin.DatabaseUnavailable(admin.describe_db_error(settings, exc)) from exc
+    pauses = gc_tuning.watch_pauses(svc.metrics)
     try:
         demo = DemoCredentials(False)
         if options.mode == "run":
@@ -109,7 +111,7 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
             worker_task = asyncio.create_task(run_worker(svc.db, dispatcher, stop, heartbeat), name="worker")
             tasks.append(worker_task)
             if svc.assistant is not None:  # knowledge-base indexes built before the first question needs them
-                tasks.append(asyncio.create_task(svc.assistant.warm_up(stop), name="kb-warm-up"))
+                tasks.append(asyncio.create_task(_warm_up_then_freeze(svc, stop), name="kb-warm-up"))
             if options.mode == "run":
                 svc.health_checks["worker"] = local_worker_check(worker_task, heartbeat)
             if options.mode == "worker" and options.metrics_port:
@@ -132,6 +134,7 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
                 print(f"deskbell worker running{where}; Ctrl+C to stop", flush=True)
         else:
             svc.health_checks["worker"] = worker_check(svc.db)  # some `deskbell worker` beats
+        gc_tuning.freeze_long_lived("start-up")
         await stop.wait()
         log.info("shutting down")
         if runner is not None:
@@ -143,7 +146,16 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
                 await asyncio.wait_for(task, timeout=SHUTDOWN_TIMEOUT_S)
         return 0
     finally:
+        pauses.stop()
         await svc.close()
+
+
+async def _warm_up_then_freeze(svc: Services, stop: asyncio.Event) -> None:
+    """Build the knowledge-base indexes, then keep the garbage collector off them (bot/gc_tuning.py)."""
+    assert svc.assistant is not None
+    await svc.assistant.warm_up(stop)
+    if not stop.is_set():
+        gc_tuning.freeze_long_lived("knowledge-base indexes")
 
 
 def _banner(options: ServeOptions, public_url: str, demo: DemoCredentials) -> str:
