@@ -13,17 +13,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import and_, select
+from sqlalchemy import Table, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.assistant_state import assistant_answering
-from core.bindings import get_binding, link_thread, mark_broken, thread_for
+from core.bindings import mark_broken, thread_for
 from core.db import Database
 from core.errors import NotFound
 from core.models import Agent, ChannelBinding, Conversation, Message, MessageLink, OutboxItem, ThreadLink, Widget
-from core.outbox import Outcome
+from core.outbox import NewRows, Outcome
 
 log = logging.getLogger(__name__)
+
+STALE_BINDINGS_READ_TOGETHER = 100  # a query of this many rows keeps the loop busy ~5 ms
+
+_THREAD_LINKS: Table = ThreadLink.__table__  # type: ignore[assignment]
+_MESSAGE_LINKS: Table = MessageLink.__table__  # type: ignore[assignment]
 
 Work = Callable[[dict[str, Any], ChannelBinding], Awaitable[Outcome]]
 KINDS = ("relay", "root_update", "offline_post", "digest", "agents_away")
@@ -100,15 +105,28 @@ class ChannelRelay(ABC):
 
     async def _binding(self, binding_id: int) -> ChannelBinding:
         """The binding a delivery goes to: kept between deliveries (core/destinations.py says
-        how a change drops it), so a line costs no extra session for it."""
+        how a change drops it), so a line costs no extra session for it.
+
+        Kept rows go stale together (they were read around the same time), so a
+        miss reads the other stale ones in the same query: with 600 channels a
+        worker otherwise spent a session per delivery re-reading them one by one.
+        """
         cache = self.db.destinations
         binding = cache.binding(binding_id)
-        if binding is None:
-            generation = cache.generation
-            async with self.db.read() as session:
-                binding = await get_binding(session, binding_id)
-            cache.keep_binding(binding, generation)
-        return binding
+        if binding is not None:
+            return binding
+        generation = cache.generation
+        wanted = [binding_id, *(i for i in cache.stale_bindings(STALE_BINDINGS_READ_TOGETHER) if i != binding_id)]
+        async with self.db.read() as session:
+            found = {b.id: b for b in (await session.execute(select(ChannelBinding).where(ChannelBinding.id.in_(wanted)))).scalars()}
+        for other in wanted:
+            if other in found:
+                cache.keep_binding(found[other], generation)
+            else:
+                cache.forget_binding(other)
+        if binding_id not in found:
+            raise NotFound(f"no channel binding with id {binding_id}")
+        return found[binding_id]
 
     async def _set_broken(self, binding_id: int, detail: str) -> None:
         async with self.db.write() as session:
@@ -142,6 +160,40 @@ async def agent_name(session: Any, agent_id: int | None) -> str | None:
         return None
     agent = await session.get(Agent, agent_id)
     return agent.name if agent else None
+
+
+@dataclass(frozen=True)
+class ThreadReply:
+    """A line whose chat has its thread on the binding already: all posting it needs.
+
+    Most relays are these (every line after a chat's first). Its fields are
+    named as :class:`Message`'s, so the platforms' line formatters take it as
+    they take a message.
+    """
+
+    id: int
+    sender: str
+    author: str | None
+    text: str
+    internal: bool
+    thread_ref: str
+
+
+async def thread_reply(session: AsyncSession, payload: dict[str, Any], binding_id: int) -> ThreadReply | None:
+    """The line and its thread's ref in one light query (no ORM objects: the full
+    :func:`relay_context` was the worker's largest cost per line); None when the chat has
+    no thread on this binding yet or something is gone (:func:`relay_context` says what)."""
+    params = {"conv_id": int(payload["conversation_id"]), "message_id": int(payload["message_id"]), "binding_id": binding_id}
+    row = (await session.execute(_THREAD_REPLY, params)).first()
+    return ThreadReply(*row) if row is not None else None
+
+
+# Built once: building it per line cost SQLAlchemy about as much as running it.
+_THREAD_REPLY = (
+    select(Message.id, Message.sender, Message.author, Message.text, Message.internal, ThreadLink.thread_ref)
+    .join(ThreadLink, and_(ThreadLink.conversation_id == bindparam("conv_id"), ThreadLink.binding_id == bindparam("binding_id")))
+    .where(Message.id == bindparam("message_id"))
+)
 
 
 @dataclass(frozen=True)
@@ -224,23 +276,20 @@ async def root_state(
     )
 
 
-def link_message(message_id: int, binding_id: int, platform_ref: str) -> Callable[[AsyncSession], Awaitable[None]]:
+def link_message(message_id: int, binding_id: int, platform_ref: str) -> NewRows:
     """Effect for an outcome: where a relayed line landed, written with the attempt."""
-
-    async def write(session: AsyncSession) -> None:
-        session.add(MessageLink(message_id=message_id, binding_id=binding_id, platform_ref=platform_ref))
-
-    return write
+    return NewRows(((_MESSAGE_LINKS, {"message_id": message_id, "binding_id": binding_id, "platform_ref": platform_ref}),))
 
 
 def link_root(
     conversation_id: int, binding_id: int, *, thread_ref: str, root_ref: str, message_id: int | None
-) -> Callable[[AsyncSession], Awaitable[None]]:
-    """Effect for an outcome: the thread a root post opened (and the line it carries), written with the attempt."""
-
-    async def write(session: AsyncSession) -> None:
-        await link_thread(session, conversation_id, binding_id, thread_ref=thread_ref, root_ref=root_ref)
-        if message_id is not None:
-            session.add(MessageLink(message_id=message_id, binding_id=binding_id, platform_ref=root_ref))
-
-    return write
+) -> NewRows:
+    """Effect for an outcome: the thread a root post opened (and the line it carries), written with
+    the attempt. A thread already linked keeps its link, as :func:`core.bindings.link_thread` does."""
+    thread = {
+        "conversation_id": conversation_id, "binding_id": binding_id, "thread_ref": thread_ref, "root_ref": root_ref,
+    }
+    rows: tuple[tuple[Table, dict[str, Any]], ...] = ((_THREAD_LINKS, thread),)
+    if message_id is not None:
+        rows += ((_MESSAGE_LINKS, {"message_id": message_id, "binding_id": binding_id, "platform_ref": root_ref}),)
+    return NewRows(rows)

@@ -134,6 +134,14 @@ class DestinationCache:
             return None
         return hit[1]
 
+    def stale_bindings(self, limit: int) -> list[int]:
+        """Ids of kept binding rows past their freshness (up to ``limit``), to read again together."""
+        now = time.monotonic()
+        return [binding_id for binding_id, (until, _) in self._bindings.items() if until <= now][:limit]
+
+    def forget_binding(self, binding_id: int) -> None:
+        self._bindings.pop(binding_id, None)
+
     def keep_binding(self, binding: ChannelBinding, generation: int) -> None:
         """Keep a detached, loaded row read when :attr:`generation` was ``generation``.
 

@@ -280,3 +280,30 @@ async def test_a_binding_read_before_a_drop_is_not_kept(db):
     assert cache.binding(binding.id) is None
     cache.keep_binding(binding, cache.generation)
     assert cache.binding(binding.id) is binding
+
+
+async def test_kept_bindings_gone_stale_are_read_again_together(db):
+    """Rows kept for deliveries go stale together after the TTL: the first miss reads the
+    other stale ones in the same query, and one removed meanwhile is forgotten."""
+    bindings = []
+    for n in range(5):
+        widget = await new_widget(db)
+        async with db.write() as session:
+            bindings.append(await bind_channel(session, widget.id, "slack", workspace_id="T1", channel_id=f"C{n}"))
+    relay = _RecordingRelay(db)
+    deliver = relay.handlers()["test.relay"]
+    for b in bindings:
+        assert (await deliver(OutboxItem(kind="test.relay", payload={"binding_id": b.id}))).ok
+    cache = db.destinations
+    for binding_id, (_, row) in list(cache._bindings.items()):
+        cache._bindings[binding_id] = (0.0, row)  # the TTL has passed for every kept row
+    async with db.write() as session:  # behind the cache's back: it drops nothing
+        await session.execute(text("DELETE FROM channel_bindings WHERE id = :id"), {"id": bindings[4].id})
+    cache._bindings[bindings[4].id] = (0.0, bindings[4])
+    with statements(db) as seen:
+        for b in bindings[:4]:
+            assert (await deliver(OutboxItem(kind="test.relay", payload={"binding_id": b.id}))).ok
+    assert len([s for s in seen if "FROM channel_bindings" in s]) == 1
+    assert bindings[4].id not in cache._bindings
+    outcome = await deliver(OutboxItem(kind="test.relay", payload={"binding_id": bindings[4].id}))
+    assert not outcome.ok and outcome.permanent

@@ -306,3 +306,49 @@ async def test_a_backlog_of_ordered_rows_drains_without_waiting_for_polls(db: Da
         await runner
     for conversation in range(10):  # and each conversation still in order
         assert [n for key, n in delivered if key == f"thread:{conversation}"] == list(range(8))
+
+
+async def test_new_rows_of_outcomes_recorded_together_are_one_insert_and_keep_existing_rows(db: Database):
+    """Where posts landed (NewRows effects) goes in with the attempts: one INSERT per table
+    for the group, and a row already there (a retried post's first link) is kept, not an error."""
+    from sqlalchemy import event
+
+    from core.models import ProcessedEvent
+    from core.outbox import Finished, NewRows, claim_due, record_many
+
+    table = ProcessedEvent.__table__
+    clock = Clock()
+    await _enqueue(db, n=5)
+    async with db.write() as session:
+        session.add(ProcessedEvent(source="test", event_id="e2"))  # recorded by an earlier attempt
+    async with db.write() as session:
+        items = await claim_due(session, kinds=["test"], limit=5, now=clock(), holder="w", lease=timedelta(seconds=6))
+    called: list[int] = []
+
+    async def plain(session) -> None:  # type: ignore[no-untyped-def]
+        called.append(1)  # an effect of any other form still runs
+
+    finished = [
+        Finished(item, Outcome(True, effects=NewRows(((table, {"source": "test", "event_id": f"e{n}"}),))), clock(), clock())
+        for n, item in enumerate(items)
+    ]
+    finished[0] = Finished(items[0], Outcome(True, effects=plain), clock(), clock())
+    inserts: list[tuple[str, int]] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if "processed_events" in statement and statement.lstrip().upper().startswith("INSERT"):
+            inserts.append((statement, len(parameters) if executemany else 1))
+
+    engine = db._write_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        async with db.write() as session:
+            assert await record_many(session, finished, "w") == {item.id for item in items}
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(inserts) == 1 and inserts[0][1] == 4, inserts
+    assert called == [1]
+    async with db.read() as session:
+        rows = (await session.execute(select(ProcessedEvent.event_id, ProcessedEvent.id).order_by(ProcessedEvent.id))).all()
+    assert [r.event_id for r in rows] == ["e2", "e1", "e3", "e4"]  # e2 kept as it was, first
+    assert {i.status for i in await _items(db)} == {"done"}

@@ -216,3 +216,26 @@ async def test_the_checkpointer_of_a_file_closes_with_its_last_connection(tmp_pa
     assert sqlite_driver._CHECKPOINTERS[key].users == 2  # the writer's and the reader's connection
     await database.dispose()
     assert key not in sqlite_driver._CHECKPOINTERS
+
+
+async def test_readers_as_many_as_a_worker_runs_at_once_reuse_their_connections(db: Database) -> None:
+    """A worker reads in up to 64 deliveries at once: those connections are kept, not
+    opened (the file and its PRAGMAs, in a thread) and closed again for each burst."""
+    from sqlalchemy import event
+
+    from core.db import SQLITE_READERS_KEPT
+
+    opened: list[int] = []
+    event.listen(db.engine.sync_engine, "connect", lambda *_: opened.append(1))
+
+    async def read() -> None:
+        async with db.read() as s:
+            await s.execute(text("SELECT count(*) FROM t"))
+            await asyncio.sleep(0.01)  # all of them at once
+
+    await asyncio.gather(*(read() for _ in range(64)))
+    first = len(opened)
+    assert first <= 64
+    for _ in range(3):
+        await asyncio.gather(*(read() for _ in range(64)))
+    assert len(opened) == first and SQLITE_READERS_KEPT >= 64

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.models import Conversation, Message, OfflineMessage
 
 from adapters.slack.text import escape, truncate
+
+if TYPE_CHECKING:
+    from adapters.channel_relay import ThreadReply
 
 CLAIM = "deskbell_claim"
 CLOSE = "deskbell_close"
@@ -116,7 +119,7 @@ def root_message(
     return fallback, blocks
 
 
-def relay_message(message: Message) -> dict[str, Any]:
+def relay_message(message: Message | ThreadReply) -> dict[str, Any]:
     """chat.postMessage arguments (beyond channel and thread) for a relayed line.
 
     Visitor lines show under the visitor's name; lines agents wrote elsewhere

@@ -17,12 +17,14 @@ from core.assistant_state import assistant_answering
 from core.bindings import link_thread
 from core.db import Database
 from core.digests import digest_text
-from core.models import ChannelBinding, OfflineMessage, OutboxItem, Widget
+from core.models import ChannelBinding, Message, OfflineMessage, OutboxItem, Widget
 from core.outbox import Outcome
 
 from adapters.slack import blocks
 from adapters.slack.clients import SlackClients
-from adapters.channel_relay import ChannelRelay, RootState, get_row, link_message, link_root, relay_context, root_state
+from adapters.channel_relay import (
+    ChannelRelay, RootState, ThreadReply, get_row, link_message, link_root, relay_context, root_state, thread_reply,
+)
 from adapters.slack.errors import Failure, classify
 from adapters.slack.pacing import ChannelPacer
 
@@ -47,10 +49,14 @@ class SlackRelay(ChannelRelay):
 
     async def _relay(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         async with self.db.read() as session:
-            ctx = await relay_context(session, payload, binding.id)
-            assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
-        conv, message = ctx.conv, ctx.message
+            reply = await thread_reply(session, payload, binding.id)
+            if reply is None:
+                ctx = await relay_context(session, payload, binding.id)
+                assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
         client = await self.clients.for_team(binding.workspace_id, outbox=True)
+        if reply is not None:
+            return await self._reply(client, binding, reply, reply.thread_ref)
+        conv, message = ctx.conv, ctx.message
         if ctx.thread is None:
             opens = message.sender == "visitor"
             text, root_blocks = blocks.root_message(
@@ -69,6 +75,10 @@ class SlackRelay(ChannelRelay):
             thread_ts = root_ts
         else:
             thread_ts = ctx.thread.thread_ref
+        return await self._reply(client, binding, message, thread_ts)
+
+    async def _reply(self, client: AsyncWebClient, binding: ChannelBinding, message: Message | ThreadReply, thread_ts: str) -> Outcome:
+        """Post a line in its thread; where it landed is written with the attempt."""
         ts = await self._post(client, binding.channel_id, thread_ts=thread_ts, **blocks.relay_message(message))
         return Outcome(
             True, status_code=200, result={"ts": ts, "thread_ts": thread_ts}, effects=link_message(message.id, binding.id, ts)

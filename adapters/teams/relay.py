@@ -21,7 +21,9 @@ from core.outbox import Outcome
 
 from adapters.teams import cards
 from adapters.teams.connector import Connector
-from adapters.channel_relay import ChannelRelay, RootState, get_row, link_message, link_root, relay_context, root_state
+from adapters.channel_relay import (
+    ChannelRelay, RootState, ThreadReply, get_row, link_message, link_root, relay_context, root_state, thread_reply,
+)
 from adapters.teams.errors import Failure, classify
 from adapters.teams.pacing import Pacer
 from adapters.teams.text import relay_line
@@ -70,7 +72,7 @@ def root_activity(facts: cards.ChatFacts) -> dict[str, Any]:
     return {"summary": cards.root_summary(facts), "attachments": [cards.attachment(cards.root_card(facts))]}
 
 
-def line_activity(message: Message) -> dict[str, Any]:
+def line_activity(message: Message | ThreadReply) -> dict[str, Any]:
     return {"text": relay_line(message.sender, message.author, message.text, internal=message.internal), "textFormat": "xml"}
 
 
@@ -92,8 +94,12 @@ class TeamsRelay(ChannelRelay):
 
     async def _relay(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
         async with self.db.read() as session:
-            ctx = await relay_context(session, payload, binding.id)
-            assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
+            reply = await thread_reply(session, payload, binding.id)
+            if reply is None:
+                ctx = await relay_context(session, payload, binding.id)
+                assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
+        if reply is not None:
+            return await self._reply(binding, reply, reply.thread_ref)
         conv, message = ctx.conv, ctx.message
         where = _where(binding)
         if ctx.thread is None:
@@ -117,8 +123,12 @@ class TeamsRelay(ChannelRelay):
             thread_ref = chain
         else:
             thread_ref = ctx.thread.thread_ref
+        return await self._reply(binding, message, thread_ref)
+
+    async def _reply(self, binding: ChannelBinding, message: Message | ThreadReply, thread_ref: str) -> Outcome:
+        """Send a line into its chain; where it landed is written with the attempt."""
         await self.pacer.wait(binding.channel_id)
-        sent = await self.connector.send(conversation_id=thread_ref, activity=line_activity(message), **where)
+        sent = await self.connector.send(conversation_id=thread_ref, activity=line_activity(message), **_where(binding))
         return Outcome(
             True,
             status_code=201,
