@@ -331,12 +331,24 @@ class AssistantService:
         return stored.id if stored is not None else None
 
     # ------------------------------------------------------------------ trying a question
-    async def ask(self, widget: Widget, question: str, *, language: str | None = None) -> dict[str, Any]:
+    async def ask(
+        self, widget: Widget, question: str, *, language: str | None = None, wait_for_index: bool = True
+    ) -> dict[str, Any]:
         """What the assistant would answer to ``question`` as a first message (from a visitor whose
-        browser speaks ``language``); nothing is stored except the model's token usage (it is spent)."""
+        browser speaks ``language``); nothing is stored except the model's token usage (it is spent).
+
+        ``wait_for_index=False`` answers as a visitor would be answered this
+        instant: by keywords while the embedding index is still being built
+        (the answer's ``index`` says which answered). The API's "try a
+        question" does that, so it never hangs on a build; ``deskbell kb
+        ask``, a process of its own that has no index yet, waits for the full one.
+        """
         async with self.db.read() as session:
             config = await get_config(session, widget.id)
-            index = await self.indexes.index_for(session, widget.id)
+            if wait_for_index:
+                index = await self.indexes.index_for(session, widget.id)
+            else:
+                index = await self.indexes.index_now(session, widget.id)
             spent = await tokens_used(session, widget.id)
         status = await self.watcher.status_of(widget)
         situation = Situation(
@@ -362,6 +374,7 @@ class AssistantService:
             "matches": [match_to_json(h) for h in hits],
             "actions": _actions(reply, config, language),
             "tokens": tokens,
+            "index": index_kind(index),
         }
 
 

@@ -159,6 +159,28 @@ async def test_a_question_while_the_embedding_index_builds_is_answered_from_keyw
     assert await eventually(lambda: _answered_from(services, 2)) == ["lexical", "hybrid"]
 
 
+async def test_trying_a_question_while_the_embedding_index_builds_answers_at_once_and_says_how(client, widget, services):
+    """The API's "try a question" answers as a visitor would be answered at that moment."""
+    from tests.test_api_helpers import new_api_key
+
+    assert services.assistant is not None
+    model = GatedModel()
+    services.assistant.indexes.use_embedder(model)
+    headers = {"Authorization": f"Bearer {await new_api_key(services)}"}
+    url = f"/api/v1/widgets/{widget.id}/knowledge/ask"
+    try:
+        response = await asyncio.wait_for(client.post(url, json={"question": EMBED_QUESTION}, headers=headers), 1.0)
+        assert response.status == 200
+        body = await response.json()
+        assert body["index"] == "lexical" and EMBED_ANSWER in body["answer"]
+    finally:
+        model.gate.set()
+    async with services.db.read() as session:
+        await services.assistant.indexes.index_for(session, widget.id)  # the build is done
+    response = await client.post(url, json={"question": EMBED_QUESTION}, headers=headers)
+    assert (await response.json())["index"] == "hybrid"
+
+
 async def test_an_abstention_switches_typing_off(client, widget, worker, services):
     visitor = await Visitor.connect(client, widget.key)
     await visitor.say("what's the weather in paris today", "c1")

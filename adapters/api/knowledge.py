@@ -121,6 +121,11 @@ SCHEMAS: dict[str, Schema] = {
             "matches": {"type": "array", "items": _MATCH},
             "actions": {"type": "array", "items": _ACTION},
             "tokens": {"type": "integer", "minimum": 0},
+            "index": {
+                "enum": ["hybrid", "lexical"],
+                "description": "What searched the knowledge base: keywords and embeddings, or keywords only "
+                "(no embedding model, or its index is still being built after a start or an edit).",
+            },
         }
     ),
     "AssistantSettings": _closed(_SETTINGS),
@@ -210,7 +215,7 @@ async def ask(request: web.Request) -> web.Response:
         widget = await get_widget(session, widget_id)
     if svc.assistant is None:
         raise ValidationFailed.of({"question": "the assistant is not running in this process"})
-    return web.json_response(await svc.assistant.ask(widget, question))
+    return web.json_response(await svc.assistant.ask(widget, question, wait_for_index=False))
 
 
 def _settings_json(config: AssistantConfig) -> dict[str, Any]:

@@ -156,7 +156,7 @@ async def ask(request: web.Request) -> web.Response:
         return await _page(request, wid, status=422, errors={"question": "the assistant is not running in this process"})
     async with svc.db.read() as session:
         widget = await get_widget(session, wid)
-    return await _page(request, wid, asked=await svc.assistant.ask(widget, question))
+    return await _page(request, wid, asked=await svc.assistant.ask(widget, question, wait_for_index=False))
 
 
 @action
