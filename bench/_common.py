@@ -469,6 +469,31 @@ def widget_ws_url(port: int, key: str) -> str:
     return f"ws://{HOST}:{port}/widget/{key}/ws"
 
 
+async def gc_pauses(port: int) -> str:
+    """A deskbell process's garbage-collector pauses so far, from its ``/metrics``: per
+    generation, how many and the bucket bound the longest fits under (and their sum)."""
+    status, text = await http_json("GET", f"http://{HOST}:{port}/metrics")
+    if status != 200 or not isinstance(text, str):
+        return f"/metrics answered {status}"
+    buckets: dict[str, list[tuple[float, float]]] = {}
+    sums: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("deskbell_gc_pause_seconds_bucket{"):
+            labels, value = line[len("deskbell_gc_pause_seconds_bucket{"):].split("} ")
+            fields = dict(part.split("=") for part in labels.split(","))
+            le = fields["le"].strip('"')
+            buckets.setdefault(fields["generation"].strip('"'), []).append((float(le), float(value)))
+        elif line.startswith("deskbell_gc_pause_seconds_sum{"):
+            labels, value = line.split("} ")
+            sums[labels.split('generation="')[1].rstrip('"')] = float(value)
+    parts = []
+    for generation, series in sorted(buckets.items()):
+        total = series[-1][1]
+        longest = next((le for le, count in series if count >= total), math.inf)
+        parts.append(f"gen {generation}: {int(total)}, longest <= {longest * 1000:.0f} ms, {sums.get(generation, 0) * 1000:.0f} ms in all")
+    return "; ".join(parts) or "none"
+
+
 async def http_json(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any]:
     import aiohttp
 

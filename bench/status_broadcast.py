@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _clients import socket_worker  # noqa: E402
 from _common import (  # noqa: E402
-    HOST, Stack, Workers, fmt_ms, http_json, log, print_header, print_table, raise_fd_limit, split, start_baseline,
+    HOST, Stack, Workers, fmt_ms, gc_pauses, http_json, log, print_header, print_table, raise_fd_limit, split, start_baseline,
     stats_ms, today, verdict, widget_ws_url,
 )
 
@@ -122,6 +122,8 @@ async def main() -> int:
                 f"{sum(t is not None for t in times):,}/{len(times):,} got it, p50 {fmt_ms(s['p50'])}, "
                 f"p99 {fmt_ms(s['p99'])}, max {fmt_ms(s['max'])}")
         results["deskbell web x2 + Redis"] = {**summarize(rounds, starts), "sockets": float(ok)}
+        for proc in (a, b):  # a collection during a flip stops that process's sends for its length
+            log(f"{proc.name} garbage collections: {await gc_pauses(proc.port or 0)}")
         await workers.ask({"cmd": "close_all"})
         await a.stop()
         await b.stop()
