@@ -83,6 +83,7 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
     except (OSError, DBAPIError) as exc:
         raise admin.DatabaseUnavailable(admin.describe_db_error(settings, exc)) from exc
     pauses = gc_tuning.watch_pauses(svc.metrics)
+    gc_tuning.collect_less_often()
     try:
         demo = DemoCredentials(False)
         if options.mode == "run":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from bot.gc_tuning import freeze_long_lived, watch_pauses
+from bot.gc_tuning import OLD_GENERATION_EVERY, collect_less_often, freeze_long_lived, watch_pauses
 from core.metrics import Registry
 
 
@@ -40,3 +40,12 @@ async def test_each_collection_is_timed_per_generation_in_the_metrics():
     assert 'deskbell_gc_pause_seconds_count{generation="2"}' in text
     gc.collect()
     assert (await metrics.render()) == text  # detached: nothing more recorded
+
+
+def test_the_old_generation_is_looked_at_ten_times_less_often():
+    before = gc.get_threshold()
+    try:
+        collect_less_often()
+        assert gc.get_threshold() == (before[0], before[1], OLD_GENERATION_EVERY) and OLD_GENERATION_EVERY == 100
+    finally:
+        gc.set_threshold(*before)
