@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import random
 import socket
@@ -343,6 +344,22 @@ async def send_load(sock: WidgetSocket, ids: Any, rate: float, start_at: float, 
         t += 1 / rate
 
 
+def _keep_collector_quiet() -> None:
+    """The load generator's own garbage collections out of the measurements.
+
+    A worker holds thousands of sockets whose objects a full collection walks:
+    100-260 ms during which none of its sockets reads a frame, counted as the
+    server's latency (all workers collect at about the same moment, their
+    allocations being alike). After connecting, what is alive is frozen, and
+    the old generation is looked at a tenth as often, as deskbell itself does
+    (bot/gc_tuning.py). The same for deskbell's runs and the baselines'.
+    """
+    gc.collect()
+    gc.freeze()
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, 100)
+
+
 async def socket_worker(conn: Any, index: int) -> None:
     """Commands: connect, count, status_times, say, arm_reconnect, storm_report, close_all, exit."""
     commands = Commands(conn)
@@ -356,7 +373,9 @@ async def socket_worker(conn: Any, index: int) -> None:
                 if what == "exit":
                     return
                 if what == "connect":
-                    commands.reply(await pool.connect(cmd["urls"], cmd["n"], cmd.get("concurrency", 32), cmd.get("offset", 0)))
+                    connected = await pool.connect(cmd["urls"], cmd["n"], cmd.get("concurrency", 32), cmd.get("offset", 0))
+                    _keep_collector_quiet()
+                    commands.reply(connected)
                 elif what == "count":
                     commands.reply({"open": pool.open_count(), "sockets": len(pool.sockets)})
                 elif what == "status_times":
