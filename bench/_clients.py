@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import json
 import random
 import socket
@@ -23,7 +22,9 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from _common import Commands
+from _common import Commands  # puts the repository on sys.path
+
+from bot import gc_tuning
 
 
 class WidgetSocket:
@@ -350,14 +351,11 @@ def _keep_collector_quiet() -> None:
     A worker holds thousands of sockets whose objects a full collection walks:
     100-260 ms during which none of its sockets reads a frame, counted as the
     server's latency (all workers collect at about the same moment, their
-    allocations being alike). After connecting, what is alive is frozen, and
-    the old generation is looked at a tenth as often, as deskbell itself does
-    (bot/gc_tuning.py). The same for deskbell's runs and the baselines'.
+    allocations being alike). After connecting, it does what deskbell does
+    after start-up (bot/gc_tuning.py), for deskbell's runs and the baselines' alike.
     """
-    gc.collect()
-    gc.freeze()
-    young, middle, _ = gc.get_threshold()
-    gc.set_threshold(young, middle, 100)
+    gc_tuning.freeze_long_lived("load generator")
+    gc_tuning.collect_less_often()
 
 
 async def socket_worker(conn: Any, index: int) -> None:

@@ -71,8 +71,7 @@ class NewRows:
     rows: tuple[tuple[Table, dict[str, Any]], ...]  # (table, row), in the order they are inserted
 
     async def __call__(self, session: AsyncSession) -> None:
-        for table, row in self.rows:
-            await insert_new(session, table, [row])
+        await _run_effects(session, [self])  # alone: the same INSERTs as in a group
 
 
 async def insert_new(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:

@@ -330,11 +330,11 @@ async def test_lines_written_together_keep_every_character(db, widget, chat):
 async def test_the_bulk_reserve_looks_each_line_up_by_visitor_not_every_open_chat(db, widget, chat):
     """With many chats open, a batch's UPDATE finds each line's chat through the (widget,
     visitor) index; walking every open chat made it grow with them (1.1 ms at 1,200)."""
-    from sqlalchemy import text
-
     from datetime import datetime, timezone
 
-    from core.conversations import _RESERVE_MANY, _bulk_params
+    from sqlalchemy import text
+
+    from core.conversations import _bulk_params, _many_statements
 
     async with db.write() as session:
         await session.execute(Conversation.__table__.insert(), [
@@ -343,19 +343,18 @@ async def test_the_bulk_reserve_looks_each_line_up_by_visitor_not_every_open_cha
         if not db.is_sqlite:
             await session.execute(text("ANALYZE conversations"))
     dialect = "sqlite" if db.is_sqlite else "postgresql"
-    now = datetime.now(timezone.utc)
-    params = _bulk_params(dialect, {"widget_ids": [widget.id], "visitor_ids": ["x7"], "counts": [1], "page_urls": [None]}, now)
+    columns = {"widget_ids": [widget.id], "visitor_ids": ["x7"], "counts": [1], "page_urls": [None]}
+    params = _bulk_params(dialect, columns, datetime.now(timezone.utc))
+    reserve, _ = _many_statements(dialect)
     async with db.read() as session:
-        raw = (await (await session.connection()).get_raw_connection()).driver_connection
+        conn = await session.connection()
+        compiled = reserve.compile(dialect=conn.dialect)
+        args = [params[name] for name in compiled.positiontup or ()]
+        raw = (await conn.get_raw_connection()).driver_connection
         if db.is_sqlite:
-            sql = "EXPLAIN QUERY PLAN " + _RESERVE_MANY["sqlite"]
-            plan = [row[3] for row in raw.raw.execute(sql, {"rows": params["rows"], "now": now.isoformat()})]
+            plan = [row[3] for row in raw.raw.execute("EXPLAIN QUERY PLAN " + str(compiled), args)]
             assert plan[0].startswith("SCAN json_each"), plan
             assert "ix_conversations_widget_visitor" in plan[1], plan
         else:
-            sql = "EXPLAIN " + _RESERVE_MANY["postgresql"]
-            for n, name in enumerate(("widget_ids", "visitor_ids", "counts", "page_urls", "now"), 1):
-                sql = sql.replace(f":{name}", f"${n}")
-            sql = sql.replace("$1,", "$1::bigint[],").replace("$2,", "$2::text[],").replace("$3,", "$3::int[],").replace("$4)", "$4::text[])")
-            plan = "\n".join(r[0] for r in await raw.fetch(sql, *(params[k] for k in ("widget_ids", "visitor_ids", "counts", "page_urls", "now"))))
-            assert "Seq Scan on conversations" not in plan, plan
+            plan = [row[0] for row in await raw.fetch("EXPLAIN " + str(compiled), *args)]
+            assert not any("Seq Scan on conversations" in line for line in plan), plan
