@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from contextlib import asynccontextmanager
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from core import sqlite_driver
@@ -44,6 +45,10 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 DEFAULT_URL = "sqlite+aiosqlite:///./deskbell.db"
+
+# A pooled PostgreSQL connection idle this long is checked before use (see _ping_when_idle).
+PING_AFTER_IDLE_S = 5.0
+_RETURNED_AT = "deskbell_returned_at"
 
 # SQLite reader connections kept open per process, and opened beyond that under a burst.
 SQLITE_READERS_KEPT = 64
@@ -101,6 +106,34 @@ def _sqlite_creator(url: str) -> Callable[[], Awaitable[Any]]:
         return await sqlite_driver.connect(database, uri=uri)
 
     return create
+
+
+def _ping_when_idle(engine: AsyncEngine) -> None:
+    """Check a pooled PostgreSQL connection before use only if it sat idle for a while.
+
+    ``pool_pre_ping`` checks on every checkout: BEGIN, a query and ROLLBACK,
+    three round trips before each read, 10 % of a busy worker's CPU. A
+    connection used a moment ago is alive; one idle for
+    :data:`PING_AFTER_IDLE_S` may have been dropped by a restart or a
+    firewall, and is replaced before anyone gets it (raising
+    ``DisconnectionError`` makes the pool take or open another). A connection
+    that breaks while busy fails its statement either way, and SQLAlchemy
+    then drops the pool's other connections opened before it.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_RETURNED_AT] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get(_RETURNED_AT)
+        if returned is None or time.monotonic() - returned < PING_AFTER_IDLE_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise DisconnectionError(f"pooled connection failed its check: {exc}") from exc
 
 
 class WriteLock:
@@ -171,22 +204,25 @@ class Database:
                 )
                 _sqlite_pragmas(self.engine, immediate=False)
                 _sqlite_pragmas(self._write_engine, immediate=True)
+                self._read_engine = self.engine
             else:
                 # A worker runs up to 32 deliveries at once besides its claims and grouped
                 # writes: a pool of 10 left it opening and closing overflow connections under
                 # load (5 % of its CPU in connect). 16 kept + 8 overflow per process leaves room
                 # for two web processes and a worker within PostgreSQL's default 100.
-                self.engine = create_async_engine(
-                    self.url, echo=echo, pool_size=16, max_overflow=8, pool_pre_ping=True
-                )
+                self.engine = create_async_engine(self.url, echo=echo, pool_size=16, max_overflow=8)
+                _ping_when_idle(self.engine)
                 self._write_engine = self.engine
+                # Reads need no transaction: under READ COMMITTED every statement sees its own
+                # snapshot anyway, and BEGIN and ROLLBACK were two of a read's three round trips.
+                self._read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         except (ArgumentError, NoSuchModuleError) as exc:
             raise DatabaseUrlError(str(exc)) from exc
         # Destinations of each widget, cached for delivery planning (core/destinations.py);
         # sessions carry it so planning code finds it and commits can drop stale entries.
         self.destinations = DestinationCache()
         info = {DESTINATIONS: self.destinations}
-        self._reader = async_sessionmaker(self.engine, expire_on_commit=False, info=info)
+        self._reader = async_sessionmaker(self._read_engine, expire_on_commit=False, info=info)
         self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False, info=info)
         self._write_lock = WriteLock() if self.is_sqlite else None
         self._group: GroupCommitter | None = None

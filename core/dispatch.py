@@ -45,6 +45,9 @@ from core.outbox import (
 log = logging.getLogger(__name__)
 
 Handler = Callable[[OutboxItem], Awaitable[Outcome]]
+# Reads what a batch of claimed rows of one kind will need, in one query, before their
+# handlers run (they read it themselves when it is missing).
+Prefetch = Callable[[list[OutboxItem]], Awaitable[None]]
 HANDLER_TIMEOUT_S = 60.0
 # Results recorded per write transaction. On SQLite a transaction holds the write lock that a
 # web process on the same file waits for; groups of 200 made visitors' acks wait for them
@@ -95,6 +98,7 @@ class Dispatcher:
         )
         registry.gauge("deskbell_outbox_in_flight", "Outbox rows this worker has claimed and not yet recorded.", self._in_flight_gauge)
         self.handlers: dict[str, Handler] = {}
+        self.prefetchers: dict[str, Prefetch] = {}
         self.batch = batch
         # Claim ahead only a little: rows a killed worker claimed wait out its lease, rows it
         # never claimed are taken at once by the next worker. A row stays in flight from its
@@ -118,8 +122,14 @@ class Dispatcher:
         if bus is not None:
             bus.subscribe(ev.OUTBOX_ENQUEUED, self._on_enqueued)
 
-    def register(self, kind: str, handler: Handler) -> None:
+    def register(self, kind: str, handler: Handler, *, prefetch: Prefetch | None = None) -> None:
+        """Deliver rows of ``kind`` with ``handler``; ``prefetch`` (optional) is given each
+        claimed batch of them first, so a per-row read becomes one read per batch."""
         self.handlers[kind] = handler
+        if prefetch is not None:
+            self.prefetchers[kind] = prefetch
+        else:
+            self.prefetchers.pop(kind, None)
 
     async def _on_enqueued(self, _name: str, _data: dict[str, Any]) -> None:
         self._wake.set()
@@ -140,7 +150,19 @@ class Dispatcher:
         fresh = [item for item in items if item.id not in self._in_flight]
         for item in fresh:
             self._in_flight[item.id] = item
+        await self._prefetch(fresh)
         return fresh
+
+    async def _prefetch(self, items: list[OutboxItem]) -> None:
+        by_kind: dict[str, list[OutboxItem]] = {}
+        for item in items:
+            if item.kind in self.prefetchers:
+                by_kind.setdefault(item.kind, []).append(item)
+        for kind, group in by_kind.items():
+            try:
+                await self.prefetchers[kind](group)
+            except Exception:  # each handler reads what it needs itself
+                log.warning("prefetching %d %s deliveries failed; each reads its own", len(group), kind, exc_info=True)
 
     async def run_once(self) -> int:
         """Claim one batch of due rows and deliver them; return how many were tried."""

@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Protocol
+
+Limit = tuple[str, int, float]  # (key, limit, window in seconds)
 
 
 class RateLimiter(Protocol):
     async def hit(self, key: str, limit: int, window_s: float) -> float | None:
         """Count one event; return seconds to wait if over ``limit`` per window, else None."""
+        ...
+
+    async def hit_all(self, limits: Sequence[Limit]) -> float | None:
+        """One event under several limits (a connection's and its IP's): counted under
+        every key if all allow it, else under none; returns the longest wait, or None.
+
+        One call, so a shared store answers it in one round trip."""
         ...
 
 
@@ -23,7 +33,23 @@ class MemoryRateLimiter:
         self._max_keys = max_keys
 
     async def hit(self, key: str, limit: int, window_s: float) -> float | None:
+        return await self.hit_all([(key, limit, window_s)])
+
+    async def hit_all(self, limits: Sequence[Limit]) -> float | None:
         now = self._clock()
+        logs = [self._log(key, window_s, now) for key, _, window_s in limits]
+        wait = max(
+            (hits[0] + window_s - now for hits, (_, limit, window_s) in zip(logs, limits) if len(hits) >= limit),
+            default=None,
+        )
+        if wait is not None:
+            return max(0.001, wait)
+        for hits in logs:
+            hits.append(now)
+        return None
+
+    def _log(self, key: str, window_s: float, now: float) -> deque[float]:
+        """``key``'s hits within the window (older ones dropped)."""
         hits = self._hits.get(key)
         if hits is None:
             if len(self._hits) >= self._max_keys:
@@ -31,10 +57,7 @@ class MemoryRateLimiter:
             hits = self._hits[key] = deque()
         while hits and hits[0] <= now - window_s:
             hits.popleft()
-        if len(hits) >= limit:
-            return max(0.001, hits[0] + window_s - now)
-        hits.append(now)
-        return None
+        return hits
 
     def _prune(self, now: float, window_s: float) -> None:
         for key in [k for k, h in self._hits.items() if not h or h[-1] <= now - window_s]:

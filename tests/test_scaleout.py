@@ -91,6 +91,19 @@ async def test_rate_limits_hold_across_processes(two_processes):
     assert wait is not None and 0 < wait <= 60
 
 
+async def test_a_line_under_two_limits_counts_under_both_or_neither(two_processes):
+    """A visitor line is checked against its connection's and its IP's limits in one round trip."""
+    (a, b), _clients = two_processes
+    conn, ip = f"conn:{id(a)}", f"ip:{id(a)}"
+    assert await a.rate_limiter.hit_all([(conn, 5, 60), (ip, 2, 60)]) is None
+    assert await b.rate_limiter.hit_all([(ip, 2, 60)]) is None  # the IP's other connection, on process B
+    wait = await a.rate_limiter.hit_all([(conn, 5, 60), (ip, 2, 60)])
+    assert wait is not None and 0 < wait <= 60
+    # The refused line was not counted under the connection's own limit either.
+    assert await a.rate_limiter.hit_all([(conn, 2, 60)]) is None
+    assert await a.rate_limiter.hit_all([(conn, 2, 60)]) is not None
+
+
 async def test_readyz_reports_redis(two_processes):
     _stacks, (client_a, _b) = two_processes
     body = await (await client_a.get("/readyz")).json()

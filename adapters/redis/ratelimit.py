@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from core.ratelimit import MemoryRateLimiter
+from core.ratelimit import Limit, MemoryRateLimiter
 
 log = logging.getLogger(__name__)
 
-# Sliding-window log in a sorted set: drop old hits, count, add if under the limit.
+# Sliding-window logs in sorted sets, one per key: drop each key's old hits and count
+# them; if every key is under its limit, add the hit to all of them, else return the
+# longest wait. ARGV: now, member, then (window, limit) per key.
 _HIT = """
-local key, now, window, limit, member = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-local count = redis.call('ZCARD', key)
-if count >= limit then
-  local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-  return tostring(tonumber(oldest[2]) + window - now)
+local now, member = tonumber(ARGV[1]), ARGV[2]
+local wait = nil
+for i, key in ipairs(KEYS) do
+  local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  if redis.call('ZCARD', key) >= limit then
+    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    local left = tonumber(oldest[2]) + window - now
+    if wait == nil or left > wait then wait = left end
+  end
 end
-redis.call('ZADD', key, now, member)
-redis.call('PEXPIRE', key, math.ceil(window * 1000))
+if wait ~= nil then return tostring(wait) end
+for i, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, member)
+  redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[1 + 2 * i]) * 1000))
+end
 return false
 """
 
@@ -39,15 +50,19 @@ class RedisRateLimiter:
         self._counter = 0
 
     async def hit(self, key: str, limit: int, window_s: float) -> float | None:
+        return await self.hit_all([(key, limit, window_s)])
+
+    async def hit_all(self, limits: Sequence[Limit]) -> float | None:
         self._counter += 1
         now = time.time()
+        args: list[Any] = [now, f"{now}:{self._counter}:{id(self)}"]
+        for _, limit, window_s in limits:
+            args += [window_s, limit]
         try:
-            wait = await self._script(
-                keys=[self._prefix + key], args=[now, window_s, limit, f"{now}:{self._counter}:{id(self)}"]
-            )
+            wait = await self._script(keys=[self._prefix + key for key, _, _ in limits], args=args)
         except (RedisError, OSError) as exc:
             log.warning("redis rate limit unavailable (%s); using local limits", type(exc).__name__)
-            return await self._fallback.hit(key, limit, window_s)
+            return await self._fallback.hit_all(limits)
         if wait is None:
             return None
         return max(0.001, float(wait))

@@ -167,8 +167,7 @@ class SlackAdapter:
 
     # -- worker side ----------------------------------------------------------
     def register_outbox(self, dispatcher: Dispatcher) -> None:
-        for kind, handler in self.relay.handlers().items():
-            dispatcher.register(kind, handler)
+        self.relay.register_outbox(dispatcher)
 
     async def close(self) -> None:
         await self.clients.close()

@@ -48,11 +48,13 @@ class SlackRelay(ChannelRelay):
         return classify(exc)  # re-raises what is not a Slack or network error
 
     async def _relay(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
-        async with self.db.read() as session:
-            reply = await thread_reply(session, payload, binding.id)
-            if reply is None:
-                ctx = await relay_context(session, payload, binding.id)
-                assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
+        reply = self.prefetched_reply(payload)
+        if reply is None:
+            async with self.db.read() as session:
+                reply = await thread_reply(session, payload, binding.id)
+                if reply is None:
+                    ctx = await relay_context(session, payload, binding.id)
+                    assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
         client = await self.clients.for_team(binding.workspace_id, outbox=True)
         if reply is not None:
             return await self._reply(client, binding, reply, reply.thread_ref)

@@ -115,8 +115,7 @@ class TeamsAdapter:
 
     # -- worker side --------------------------------------------------------
     def register_outbox(self, dispatcher: Dispatcher) -> None:
-        for kind, handler in self.relay.handlers().items():
-            dispatcher.register(kind, handler)
+        self.relay.register_outbox(dispatcher)
 
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:

@@ -93,11 +93,13 @@ class TeamsRelay(ChannelRelay):
         return classify(exc, item.attempts)  # re-raises what is not a connector or network error
 
     async def _relay(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
-        async with self.db.read() as session:
-            reply = await thread_reply(session, payload, binding.id)
-            if reply is None:
-                ctx = await relay_context(session, payload, binding.id)
-                assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
+        reply = self.prefetched_reply(payload)
+        if reply is None:
+            async with self.db.read() as session:
+                reply = await thread_reply(session, payload, binding.id)
+                if reply is None:
+                    ctx = await relay_context(session, payload, binding.id)
+                    assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
         if reply is not None:
             return await self._reply(binding, reply, reply.thread_ref)
         conv, message = ctx.conv, ctx.message

@@ -221,13 +221,12 @@ class VisitorSession:
         assert self.sock is not None
         client_id = _field(frame, "client_id", str, 64)
         limits = self.svc.limits
-        for key, limit in (
-            (f"ws:{id(self.ws)}", limits.messages_per_connection_per_minute),
-            (f"ws-ip:{self.ip}", limits.messages_per_ip_per_minute),
-        ):
-            wait = await self.svc.rate_limiter.hit(key, limit, 60)
-            if wait is not None:
-                raise FrameError("rate_limited", f"You're sending messages too fast; try again in {int(wait) + 1} s.")
+        wait = await self.svc.rate_limiter.hit_all([
+            (f"ws:{id(self.ws)}", limits.messages_per_connection_per_minute, 60),
+            (f"ws-ip:{self.ip}", limits.messages_per_ip_per_minute, 60),
+        ])
+        if wait is not None:
+            raise FrameError("rate_limited", f"You're sending messages too fast; try again in {int(wait) + 1} s.")
         sock = self.sock
 
         async def ack(conv: Conversation, message: Message) -> None:  # committed: acked before it is announced

@@ -1,0 +1,37 @@
+"""This process's rate limits (a single process, or Redis away)."""
+
+from __future__ import annotations
+
+from core.ratelimit import MemoryRateLimiter
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_limit_refuses_past_its_count_and_frees_up_as_the_window_slides() -> None:
+    clock = Clock()
+    limiter = MemoryRateLimiter(clock)
+    assert await limiter.hit("k", 2, 60) is None
+    clock.now += 10
+    assert await limiter.hit("k", 2, 60) is None
+    assert await limiter.hit("k", 2, 60) == 50.0  # the first hit leaves the window in 50 s
+    clock.now += 50
+    assert await limiter.hit("k", 2, 60) is None
+
+
+async def test_an_event_under_several_limits_counts_under_all_or_none() -> None:
+    clock = Clock()
+    limiter = MemoryRateLimiter(clock)
+    both = [("conn", 3, 60), ("ip", 1, 30)]
+    assert await limiter.hit_all(both) is None
+    clock.now += 5
+    assert await limiter.hit_all(both) == 25.0  # the IP's limit: the longest wait wins
+    # Refused, so the connection's count did not move: two more fit under its limit of 3.
+    assert await limiter.hit_all([("conn", 3, 60)]) is None
+    assert await limiter.hit_all([("conn", 3, 60)]) is None
+    assert await limiter.hit_all([("conn", 3, 60)]) == 55.0
