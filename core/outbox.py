@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, exists, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, exists, func, insert, literal_column, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -138,11 +138,49 @@ def next_delay(attempts: int, rng: random.Random | None = None) -> float | None:
     return base * (rng or random).uniform(0.9, 1.1)  # jitter so a burst of failures spreads out
 
 
-def _claimable(now: datetime) -> Any:
-    return or_(
-        and_(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now),
-        and_(OutboxItem.status == "delivering", OutboxItem.locked_until <= now),
+# An earlier row of the same ordering key still owed blocks a row. The statuses are
+# written into the SQL, not bound: only then can SQLite (and PostgreSQL's generic plans)
+# prove the probe may use the partial index of open rows, ix_outbox_open_ordering. With
+# bound values SQLite walked each key's whole history, done rows included, for every due
+# row: 4 ms per claim with 20,000 rows in the table, 0.3 ms with the index.
+_EARLIER = aliased(OutboxItem, name="earlier")
+_BLOCKED = exists().where(
+    _EARLIER.ordering_key == OutboxItem.ordering_key,
+    _EARLIER.id < OutboxItem.id,
+    _EARLIER.status.in_([literal_column("'pending'"), literal_column("'delivering'")]),
+)
+_CLAIMS: dict[str, Any] = {}  # the claim statement per dialect, built once (building it cost as much as running it)
+
+
+def _claim_statement(dialect: str) -> Any:
+    claim = _CLAIMS.get(dialect)
+    if claim is not None:
+        return claim
+    now = bindparam("now")
+    due = (
+        select(OutboxItem.id)
+        .where(
+            or_(
+                and_(OutboxItem.status == "pending", OutboxItem.next_attempt_at <= now),
+                and_(OutboxItem.status == "delivering", OutboxItem.locked_until <= now),
+            ),
+            OutboxItem.kind.in_(bindparam("kinds", expanding=True)),
+            or_(OutboxItem.ordering_key.is_(None), ~_BLOCKED),
+        )
+        .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
+        .limit(bindparam("limit"))
     )
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True, of=OutboxItem)
+    claim = _CLAIMS[dialect] = (
+        update(OutboxItem)
+        .where(OutboxItem.id.in_(due.scalar_subquery()))
+        .values(status="delivering", locked_until=bindparam("until"), claimed_by=bindparam("holder"))
+        .returning(OutboxItem)
+        # Objects this session already holds get the claimed state, not their stale one.
+        .execution_options(synchronize_session=False, populate_existing=True)
+    )
+    return claim
 
 
 async def claim_due(
@@ -161,32 +199,13 @@ async def claim_due(
     (our writes begin IMMEDIATE), which gives the same guarantee. One
     ``UPDATE ... RETURNING`` rather than loading the rows and flushing their
     changes: on SQLite the claim holds the write lock a visitor's ack may be
-    waiting for.
+    waiting for. Rows sharing an ``ordering_key`` are claimed one at a time,
+    in order: a row waits while an earlier one of its key is still owed.
     """
     now = now or utcnow()
-    earlier = aliased(OutboxItem)
-    blocked = exists().where(
-        earlier.ordering_key == OutboxItem.ordering_key,
-        earlier.id < OutboxItem.id,
-        earlier.status.in_(("pending", "delivering")),
-    )
-    due = (
-        select(OutboxItem.id)
-        .where(_claimable(now), OutboxItem.kind.in_(kinds), or_(OutboxItem.ordering_key.is_(None), ~blocked))
-        .order_by(OutboxItem.next_attempt_at, OutboxItem.id)
-        .limit(limit)
-    )
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True, of=OutboxItem)
-    claim = (
-        update(OutboxItem)
-        .where(OutboxItem.id.in_(due.scalar_subquery()))
-        .values(status="delivering", locked_until=now + lease, claimed_by=holder)
-        .returning(OutboxItem)
-        # Objects this session already holds get the claimed state, not their stale one.
-        .execution_options(synchronize_session=False, populate_existing=True)
-    )
-    items = list((await session.scalars(claim)).all())
+    dialect = session.get_bind().dialect.name
+    params = {"now": now, "kinds": list(kinds), "limit": limit, "until": now + lease, "holder": holder}
+    items = list((await session.scalars(_claim_statement(dialect), params)).all())
     items.sort(key=lambda item: (item.next_attempt_at, item.id))  # RETURNING keeps no order
     return items
 

@@ -352,3 +352,41 @@ async def test_new_rows_of_outcomes_recorded_together_are_one_insert_and_keep_ex
         rows = (await session.execute(select(ProcessedEvent.event_id, ProcessedEvent.id).order_by(ProcessedEvent.id))).all()
     assert [r.event_id for r in rows] == ["e2", "e1", "e3", "e4"]  # e2 kept as it was, first
     assert {i.status for i in await _items(db)} == {"done"}
+
+
+async def test_a_claim_asks_only_open_rows_whether_an_earlier_one_of_its_key_is_owed(db: Database):
+    """The ordering probe uses the partial index of open rows: a thread's delivered history,
+    however long, is not walked for every due row of every claim."""
+    from sqlalchemy import event, text
+
+    from core.outbox import claim_due, outbox_row
+
+    rows = [outbox_row("test", {"n": i}, ordering_key=f"chat-{i % 50}") for i in range(3000)]
+    async with db.write() as session:
+        await session.execute(OutboxItem.__table__.insert(), rows)
+        await session.execute(text("UPDATE outbox SET status = 'done' WHERE id <= 2900"))
+        if not db.is_sqlite:
+            await session.execute(text("ANALYZE outbox"))
+    seen: list[tuple[str, object]] = []
+
+    def capture(_conn, _cursor, statement, parameters, *_args) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().startswith("UPDATE outbox SET status"):
+            seen.append((statement, parameters))
+
+    engine = db._write_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        async with db.write() as session:
+            claimed = await claim_due(session, kinds=["test"], limit=50, holder="w", lease=timedelta(seconds=6))
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert len(claimed) == 50 and len({item.ordering_key for item in claimed}) == 50  # one per key, in order
+    assert all(int(item.payload["n"]) >= 2900 for item in claimed)
+    [(statement, parameters)] = seen
+    async with db.read() as session:
+        raw = (await (await session.connection()).get_raw_connection()).driver_connection
+        if db.is_sqlite:
+            plan = [row[3] for row in raw.raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
+        else:
+            plan = [row[0] for row in await raw.fetch("EXPLAIN " + statement, *parameters)]
+    assert any("ix_outbox_open_ordering" in line for line in plan), plan
