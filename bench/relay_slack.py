@@ -97,9 +97,14 @@ async def drive(workers: Workers, urls: list[str], sockets: int, rate: float, du
         if r[3] is None:
             errors[r[5] or "no ack"] = errors.get(r[5] or "no ack", 0) + 1
     ack = stats_ms([r[3] - r[2] for r in acked])
+    windows = []  # ack latency per 10 s of the load: does it drift as the tables grow?
+    for w in range(int(duration // 10) or 1):
+        part = [r[3] - r[2] for r in acked if w * 10 <= r[1] - start_at < (w + 1) * 10]
+        if part:
+            windows.append(stats_ms(part))
     lag = stats_ms([r[2] - r[1] for r in records if r[2] is not None])  # load generator behind schedule
     return {"sent": len(records), "acked": len(acked), "errors": errors, "ack": ack, "lag": lag,
-            "rate": len(acked) / duration, "records": records,
+            "rate": len(acked) / duration, "records": records, "windows": windows,
             "duplicates": sum(r["duplicates"] for r in replies),
             "duplicate_frames": [f for r in replies for f in r["duplicate_frames"]][:5]}
 
@@ -161,6 +166,7 @@ async def bench_deskbell(variant: str, args: argparse.Namespace, workers: Worker
         log(f"acked {result['acked']:,}/{result['sent']:,}, ack p50 {fmt_ms(result['ack']['p50'])}, "
             f"p99 {fmt_ms(result['ack']['p99'])}, max {fmt_ms(result['ack']['max'])}; CPU while driven ({wall:.0f} s) "
             + ", ".join(f"{k} {v * 100:.0f}%" for k, v in cpu.items()))
+        log("ack p50/p99 per 10 s: " + ", ".join(f"{fmt_ms(w['p50'])}/{fmt_ms(w['p99'])}" for w in result["windows"]))
         if result["duplicates"]:
             log(f"duplicate frames at visitors: {result['duplicates']}, e.g. {result['duplicate_frames'][:2]}")
         if result["errors"]:
