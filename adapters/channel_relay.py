@@ -83,6 +83,24 @@ class ChannelRelay(ABC):
         found it (taken: asked again, it is None)."""
         return self._replies.pop(_reply_key(payload), None) if self._replies else None
 
+    async def relay_line(
+        self, payload: dict[str, Any], binding_id: int
+    ) -> tuple[ThreadReply, None, bool] | tuple[None, RelayContext, bool]:
+        """What relaying a line needs: ``(reply, None, False)`` when its chat has a thread on
+        the binding already (the common case, read at the claim or in one light query),
+        else ``(None, context, assistant)``: the full context, and whether the assistant
+        answers the chat (its thread's root then offers "Take over")."""
+        reply = self.prefetched_reply(payload)
+        if reply is not None:
+            return reply, None, False
+        async with self.db.read() as session:
+            reply = await thread_reply(session, payload, binding_id)
+            if reply is not None:
+                return reply, None, False
+            ctx = await relay_context(session, payload, binding_id)
+            assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
+        return None, ctx, assistant
+
     def _handler(self, work: Work) -> Callable[[OutboxItem], Awaitable[Outcome]]:
         async def handle(item: OutboxItem) -> Outcome:
             return await self._guarded(item, work)

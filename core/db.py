@@ -233,7 +233,9 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A session for queries; nothing it does is committed."""
+        """A session for queries only. Never write through it: on PostgreSQL it runs
+        without a transaction (each statement on its own), so a write would not wait
+        for a commit, and could not be rolled back."""
         async with self._reader() as session:
             yield session
 

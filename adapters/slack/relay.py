@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
-from core.assistant_state import assistant_answering
 from core.bindings import link_thread
 from core.db import Database
 from core.digests import digest_text
@@ -23,7 +22,7 @@ from core.outbox import Outcome
 from adapters.slack import blocks
 from adapters.slack.clients import SlackClients
 from adapters.channel_relay import (
-    ChannelRelay, RootState, ThreadReply, get_row, link_message, link_root, relay_context, root_state, thread_reply,
+    ChannelRelay, RootState, ThreadReply, get_row, link_message, link_root, root_state,
 )
 from adapters.slack.errors import Failure, classify
 from adapters.slack.pacing import ChannelPacer
@@ -48,16 +47,11 @@ class SlackRelay(ChannelRelay):
         return classify(exc)  # re-raises what is not a Slack or network error
 
     async def _relay(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
-        reply = self.prefetched_reply(payload)
-        if reply is None:
-            async with self.db.read() as session:
-                reply = await thread_reply(session, payload, binding.id)
-                if reply is None:
-                    ctx = await relay_context(session, payload, binding.id)
-                    assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
+        reply, ctx, assistant = await self.relay_line(payload, binding.id)
         client = await self.clients.for_team(binding.workspace_id, outbox=True)
         if reply is not None:
             return await self._reply(client, binding, reply, reply.thread_ref)
+        assert ctx is not None  # no thread yet: the full context was read
         conv, message = ctx.conv, ctx.message
         if ctx.thread is None:
             opens = message.sender == "visitor"

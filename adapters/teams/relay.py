@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from core.assistant_state import assistant_answering
 from core.bindings import link_thread
 from core.db import Database
 from core.digests import digest_text
@@ -22,7 +21,7 @@ from core.outbox import Outcome
 from adapters.teams import cards
 from adapters.teams.connector import Connector
 from adapters.channel_relay import (
-    ChannelRelay, RootState, ThreadReply, get_row, link_message, link_root, relay_context, root_state, thread_reply,
+    ChannelRelay, RootState, ThreadReply, get_row, link_message, link_root, root_state,
 )
 from adapters.teams.errors import Failure, classify
 from adapters.teams.pacing import Pacer
@@ -93,15 +92,10 @@ class TeamsRelay(ChannelRelay):
         return classify(exc, item.attempts)  # re-raises what is not a connector or network error
 
     async def _relay(self, payload: dict[str, Any], binding: ChannelBinding) -> Outcome:
-        reply = self.prefetched_reply(payload)
-        if reply is None:
-            async with self.db.read() as session:
-                reply = await thread_reply(session, payload, binding.id)
-                if reply is None:
-                    ctx = await relay_context(session, payload, binding.id)
-                    assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
+        reply, ctx, assistant = await self.relay_line(payload, binding.id)
         if reply is not None:
             return await self._reply(binding, reply, reply.thread_ref)
+        assert ctx is not None  # no thread yet: the full context was read
         conv, message = ctx.conv, ctx.message
         where = _where(binding)
         if ctx.thread is None:
