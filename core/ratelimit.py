@@ -37,6 +37,8 @@ class MemoryRateLimiter:
 
     async def hit_all(self, limits: Sequence[Limit]) -> float | None:
         now = self._clock()
+        if len(self._hits) >= self._max_keys:  # before taking any key's log: pruning may drop it
+            self._prune(now, max(window_s for _, _, window_s in limits))
         logs = [self._log(key, window_s, now) for key, _, window_s in limits]
         wait = max(
             (hits[0] + window_s - now for hits, (_, limit, window_s) in zip(logs, limits) if len(hits) >= limit),
@@ -52,8 +54,6 @@ class MemoryRateLimiter:
         """``key``'s hits within the window (older ones dropped)."""
         hits = self._hits.get(key)
         if hits is None:
-            if len(self._hits) >= self._max_keys:
-                self._prune(now, window_s)
             hits = self._hits[key] = deque()
         while hits and hits[0] <= now - window_s:
             hits.popleft()

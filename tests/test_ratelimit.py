@@ -35,3 +35,14 @@ async def test_an_event_under_several_limits_counts_under_all_or_none() -> None:
     assert await limiter.hit_all([("conn", 3, 60)]) is None
     assert await limiter.hit_all([("conn", 3, 60)]) is None
     assert await limiter.hit_all([("conn", 3, 60)]) == 55.0
+
+
+async def test_idle_keys_are_pruned_without_losing_the_hit_being_counted() -> None:
+    clock = Clock()
+    limiter = MemoryRateLimiter(clock, max_keys=2)
+    assert await limiter.hit("old", 1, 10) is None
+    clock.now += 20  # "old" is idle now
+    assert await limiter.hit_all([("conn", 1, 10), ("ip", 1, 10)]) is None
+    assert await limiter.hit("conn", 1, 10) == 10.0  # counted, though pruning ran meanwhile
+    assert await limiter.hit("ip", 1, 10) == 10.0
+    assert "old" not in limiter._hits
