@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.assistant_state import assistant_answering
 from core.bindings import mark_broken, thread_for
 from core.db import Database
+from core.dispatch import Dispatcher
 from core.errors import NotFound
 from core.models import Agent, ChannelBinding, Conversation, Message, MessageLink, OutboxItem, ThreadLink, Widget
 from core.outbox import NewRows, Outcome
@@ -53,15 +54,12 @@ class ChannelRelay(ABC):
     def handlers(self) -> dict[str, Callable[[OutboxItem], Awaitable[Outcome]]]:
         return {f"{self.platform}.{kind}": self._handler(getattr(self, f"_{kind}")) for kind in KINDS}
 
-    def prefetchers(self) -> dict[str, Callable[[list[OutboxItem]], Awaitable[None]]]:
-        """For :meth:`core.dispatch.Dispatcher.register`: what to read per claimed batch."""
-        return {f"{self.platform}.relay": self.prefetch_replies}
-
-    def register_outbox(self, dispatcher: Any) -> None:
-        """Deliver this platform's outbox kinds with ``dispatcher`` (a core.dispatch.Dispatcher)."""
-        prefetchers = self.prefetchers()
+    def register_outbox(self, dispatcher: Dispatcher) -> None:
+        """Deliver this platform's outbox kinds with ``dispatcher``; relays claimed together
+        have their lines read together (:meth:`prefetch_replies`)."""
+        relay = f"{self.platform}.relay"
         for kind, handler in self.handlers().items():
-            dispatcher.register(kind, handler, prefetch=prefetchers.get(kind))
+            dispatcher.register(kind, handler, prefetch=self.prefetch_replies if kind == relay else None)
 
     async def prefetch_replies(self, items: list[OutboxItem]) -> None:
         """The lines of a claimed batch of relays whose chats have their thread already, in one
@@ -78,25 +76,19 @@ class ChannelRelay(ABC):
                 if key in wanted:
                     self._replies[key] = ThreadReply(*fields)
 
-    def prefetched_reply(self, payload: dict[str, Any]) -> ThreadReply | None:
-        """The line of a relay as :func:`thread_reply` reads it, if the batch read at its claim
-        found it (taken: asked again, it is None)."""
-        return self._replies.pop(_reply_key(payload), None) if self._replies else None
-
     async def relay_line(
         self, payload: dict[str, Any], binding_id: int
     ) -> tuple[ThreadReply, None, bool] | tuple[None, RelayContext, bool]:
-        """What relaying a line needs: ``(reply, None, False)`` when its chat has a thread on
-        the binding already (the common case, read at the claim or in one light query),
-        else ``(None, context, assistant)``: the full context, and whether the assistant
-        answers the chat (its thread's root then offers "Take over")."""
-        reply = self.prefetched_reply(payload)
+        """What relaying a line needs: ``(reply, None, False)`` when the claim's batch read
+        found its chat's thread on the binding (the common case), else ``(None, context,
+        assistant)``: the full context, and whether the assistant answers the chat (its
+        thread's root then offers "Take over"). A chat whose thread the batch read did not
+        find has none yet, so no second light look is made; the full context also serves
+        a line whose batch read failed (it holds the thread, if there is one)."""
+        reply = self._replies.pop(_reply_key(payload), None) if self._replies else None
         if reply is not None:
             return reply, None, False
         async with self.db.read() as session:
-            reply = await thread_reply(session, payload, binding_id)
-            if reply is not None:
-                return reply, None, False
             ctx = await relay_context(session, payload, binding_id)
             assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
         return None, ctx, assistant
@@ -237,23 +229,8 @@ class ThreadReply:
     thread_ref: str
 
 
-async def thread_reply(session: AsyncSession, payload: dict[str, Any], binding_id: int) -> ThreadReply | None:
-    """The line and its thread's ref in one light query (no ORM objects: the full
-    :func:`relay_context` was the worker's largest cost per line); None when the chat has
-    no thread on this binding yet or something is gone (:func:`relay_context` says what)."""
-    params = {"conv_id": int(payload["conversation_id"]), "message_id": int(payload["message_id"]), "binding_id": binding_id}
-    row = (await session.execute(_THREAD_REPLY, params)).first()
-    return ThreadReply(*row) if row is not None else None
-
-
-# Built once: building it per line cost SQLAlchemy about as much as running it.
-_THREAD_REPLY = (
-    select(Message.id, Message.sender, Message.author, Message.text, Message.internal, ThreadLink.thread_ref)
-    .join(ThreadLink, and_(ThreadLink.conversation_id == bindparam("conv_id"), ThreadLink.binding_id == bindparam("binding_id")))
-    .where(Message.id == bindparam("message_id"))
-)
-# The same for a batch: every thread of the lines' chats on the bindings asked for (the
-# caller keeps the pairs it wants).
+# Built once: building it per batch cost SQLAlchemy about as much as running it. Every
+# thread of the lines' chats on the bindings asked for (the caller keeps the pairs it wants).
 _THREAD_REPLIES = (
     select(
         ThreadLink.binding_id, Message.id, Message.sender, Message.author, Message.text, Message.internal,

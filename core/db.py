@@ -117,8 +117,10 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
     :data:`PING_AFTER_IDLE_S` may have been dropped by a restart or a
     firewall, and is replaced before anyone gets it (raising
     ``DisconnectionError`` makes the pool take or open another). A connection
-    that breaks while busy fails its statement either way, and SQLAlchemy
-    then drops the pool's other connections opened before it.
+    dropped while busy, or within that time of its last use (a database
+    restart under load), fails its next statement; SQLAlchemy then drops the
+    pool's other connections opened before it. Group commits run that write
+    again alone and deliveries are retried, so nothing is lost.
     """
 
     @event.listens_for(engine.sync_engine, "checkin")

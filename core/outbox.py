@@ -21,6 +21,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, exists, func, insert, literal_column, or_, select, update
@@ -149,13 +150,11 @@ _BLOCKED = exists().where(
     _EARLIER.id < OutboxItem.id,
     _EARLIER.status.in_([literal_column("'pending'"), literal_column("'delivering'")]),
 )
-_CLAIMS: dict[str, Any] = {}  # the claim statement per dialect, built once (building it cost as much as running it)
 
 
+@lru_cache(maxsize=None)
 def _claim_statement(dialect: str) -> Any:
-    claim = _CLAIMS.get(dialect)
-    if claim is not None:
-        return claim
+    """The claim, built once per dialect: building it cost SQLAlchemy as much as running it."""
     now = bindparam("now")
     due = (
         select(OutboxItem.id)
@@ -172,7 +171,7 @@ def _claim_statement(dialect: str) -> Any:
     )
     if dialect == "postgresql":
         due = due.with_for_update(skip_locked=True, of=OutboxItem)
-    claim = _CLAIMS[dialect] = (
+    return (
         update(OutboxItem)
         .where(OutboxItem.id.in_(due.scalar_subquery()))
         .values(status="delivering", locked_until=bindparam("until"), claimed_by=bindparam("holder"))
@@ -180,7 +179,6 @@ def _claim_statement(dialect: str) -> Any:
         # Objects this session already holds get the claimed state, not their stale one.
         .execution_options(synchronize_session=False, populate_existing=True)
     )
-    return claim
 
 
 async def claim_due(
