@@ -180,8 +180,8 @@ class ChatService:
             started = _conversation_event(posted.conversation) if posted.started else None
             return posted, planned, started, _message_event(posted.conversation, posted.message)
 
-        line = VisitorLine(widget.id, visitor_id, cleaned, client_id, context.page_url or None)
-        bulk = Bulk(self._write_lines, (line, assistant))  # see post_visitor_lines
+        line = VisitorLine(widget.id, visitor_id, cleaned, client_id, context)
+        bulk = Bulk(self._write_lines, (line, widget, assistant))  # see post_visitor_lines
         posted, planned, started, created = await self.db.write_batched(write, key=(widget.id, visitor_id), bulk=bulk)
         if planned:
             self.outbox_enqueued()
@@ -196,21 +196,24 @@ class ChatService:
         return posted.conversation, posted.message, False
 
     async def _write_lines(
-        self, session: AsyncSession, lines: list[tuple[VisitorLine, bool]]
-    ) -> list[tuple[Posted, int, None, dict[str, Any]] | None]:
-        """The bulk form of ``visitor_message``'s write: lines in open conversations in two
-        statements, then each one's deliveries planned (None: written alone, e.g. a first line)."""
-        posted = await post_visitor_lines(session, [line for line, _ in lines])  # LinesNotBulk: one by one
-        out: list[tuple[Posted, int, None, dict[str, Any]] | None] = []
+        self, session: AsyncSession, lines: list[tuple[VisitorLine, Widget, bool]]
+    ) -> list[tuple[Posted, int, dict[str, Any] | None, dict[str, Any]]]:
+        """The bulk form of ``visitor_message``'s write: the lines in two or three statements
+        (opening the chats of first lines), then each one's deliveries planned."""
+        posted = await post_visitor_lines(session, [line for line, _, _ in lines])  # LinesNotBulk: one by one
+        out: list[tuple[Posted, int, dict[str, Any] | None, dict[str, Any]]] = []
         rows: list[dict[str, Any]] = []  # every line's deliveries, in one INSERT
-        for (_, assistant), p in zip(lines, posted):
-            if p is None:
-                out.append(None)
-                continue
-            planned = await _plan_visitor_line(session, p, assistant)
-            rows += planned
-            out.append((p, len(planned), None, _message_event(p.conversation, p.message)))
-        await insert_rows(session, rows)
+        with session.no_autoflush:  # ORM rows (webhooks of chats started) go in one INSERT at COMMIT
+            for (_, widget, assistant), p in zip(lines, posted):
+                planned = await _plan_visitor_line(session, p, assistant)
+                rows += planned
+                count = len(planned)
+                started = None
+                if p.started:
+                    count += await plan_conversation_started(session, widget, p.conversation, p.message)
+                    started = _conversation_event(p.conversation)
+                out.append((p, count, started, _message_event(p.conversation, p.message)))
+            await insert_rows(session, rows)
         return out
 
     async def agent_message(

@@ -285,7 +285,11 @@ class VisitorLine:
     visitor_id: str
     text: str  # already cleaned (clean_text)
     client_id: str | None  # already checked (clean_client_id)
-    page_url: str | None = None
+    context: VisitorContext = VisitorContext()  # opens the chat when this line is its first
+
+    @property
+    def page_url(self) -> str | None:
+        return self.context.page_url or None
 
 
 class LinesNotBulk(Exception):
@@ -322,6 +326,29 @@ RETURNING *
 """,
 }
 
+# The chats of visitors who have none open, opened together (a burst of new visitors:
+# one statement instead of a reserve, an INSERT and a flush per chat). ``n`` is how many
+# of the batch's lines the chat gets: they take seqs 1 to n.
+_OPEN_COLUMNS = "widget_id, visitor_id, visitor_name, visitor_email, page_url, page_title, language, timezone, status, last_seq, created_at, updated_at"
+_OPEN_MANY = {
+    "postgresql": f"""
+INSERT INTO conversations ({_OPEN_COLUMNS})
+SELECT v.widget_id, v.visitor_id, v.visitor_name, v.visitor_email, v.page_url, v.page_title, v.language,
+       v.timezone, 'open', v.n, :now, :now
+FROM unnest(:widget_ids, :visitor_ids, :names, :emails, :page_urls, :page_titles, :languages, :timezones, :counts)
+    AS v(widget_id, visitor_id, visitor_name, visitor_email, page_url, page_title, language, timezone, n)
+RETURNING conversations.*
+""",
+    "sqlite": f"""
+INSERT INTO conversations ({_OPEN_COLUMNS})
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+       json_extract(value, '$[6]'), json_extract(value, '$[7]'), 'open', json_extract(value, '$[8]'), :now, :now
+FROM json_each(:rows)
+RETURNING *
+""",
+}
+
 _INSERT_MANY = {
     "postgresql": """
 INSERT INTO messages (conversation_id, seq, sender, author, text, internal, client_id, created_at)
@@ -343,63 +370,69 @@ RETURNING *
 
 
 @lru_cache(maxsize=None)
-def _many_statements(dialect: str) -> tuple[Any, Any]:
-    """The two bulk statements, typed so every batch size runs the same prepared statement."""
+def _many_statements(dialect: str) -> tuple[Any, Any, Any]:
+    """The three bulk statements (reserve, open, insert), typed so every batch size runs
+    the same prepared statement."""
     conversations, messages = Conversation.__table__, Message.__table__
     if dialect == "sqlite":
-        params: tuple[list[Any], list[Any]] = ([bindparam("rows", type_=Text)], [bindparam("rows", type_=Text)])
+        rows = [bindparam("rows", type_=Text)]
+        params: tuple[list[Any], list[Any], list[Any]] = (rows, rows, rows)
     else:
         big, text_array, int_array = ARRAY(BigInteger), ARRAY(Text), ARRAY(Integer)
         params = (
             [bindparam("widget_ids", type_=big), bindparam("visitor_ids", type_=text_array),
              bindparam("counts", type_=int_array), bindparam("page_urls", type_=text_array)],
+            [bindparam("widget_ids", type_=big), bindparam("visitor_ids", type_=text_array),
+             *(bindparam(name, type_=text_array) for name in ("names", "emails", "page_urls", "page_titles", "languages", "timezones")),
+             bindparam("counts", type_=int_array)],
             [bindparam("conversation_ids", type_=big), bindparam("seqs", type_=int_array),
              bindparam("authors", type_=text_array), bindparam("texts", type_=text_array),
              bindparam("client_ids", type_=text_array)],
         )
-    reserve = (
-        sql_text(_RESERVE_MANY[dialect])
-        .bindparams(*params[0], bindparam("now", type_=conversations.c.updated_at.type))
-        .columns(*conversations.c)
-    )
+    now = bindparam("now", type_=conversations.c.updated_at.type)
+    reserve = sql_text(_RESERVE_MANY[dialect]).bindparams(*params[0], now).columns(*conversations.c)
+    open_ = sql_text(_OPEN_MANY[dialect]).bindparams(*params[1], now).columns(*conversations.c)
     insert = (
         sql_text(_INSERT_MANY[dialect])
-        .bindparams(*params[1], bindparam("now", type_=messages.c.created_at.type))
+        .bindparams(*params[2], bindparam("now", type_=messages.c.created_at.type))
         .columns(*messages.c)
     )
-    return reserve, insert
+    return reserve, open_, insert
 
 
 def _bulk_params(dialect: str, columns: dict[str, list[Any]], now: Any) -> dict[str, Any]:
     """Columns of values as the dialect's statement takes them: arrays, or one JSON array of rows.
 
     On SQLite a row's values are read by position (``$[0]``, ``$[1]`` ...), in
-    the order of ``columns``: the statements in ``_RESERVE_MANY`` and
-    ``_INSERT_MANY`` name that order.
+    the order of ``columns``: the statements in ``_RESERVE_MANY``,
+    ``_OPEN_MANY`` and ``_INSERT_MANY`` name that order.
     """
     if dialect == "sqlite":
         return {"rows": json.dumps(list(zip(*columns.values())), ensure_ascii=False), "now": now}
     return {**columns, "now": now}
 
 
-async def post_visitor_lines(session: AsyncSession, lines: Sequence[VisitorLine]) -> list[Posted | None]:
-    """Store many visitors' lines in their open conversations with two statements.
+async def post_visitor_lines(session: AsyncSession, lines: Sequence[VisitorLine]) -> list[Posted]:
+    """Store many visitors' lines with two or three statements, opening chats as needed.
 
     What :func:`post_visitor_message` does per line, for a batch (group
     commit): one UPDATE reserves the seqs of every line in its visitor's
     open conversation (several lines of one visitor get consecutive seqs, in
-    order), one INSERT stores the lines. Both take arrays (JSON on SQLite),
-    so every batch runs the same two prepared statements: on PostgreSQL each
-    statement is a round trip, and a lane that spent two per line fell
+    order), one INSERT opens a conversation for each visitor who has none
+    (the first of their lines gives its context, and is answered
+    ``started``), one INSERT stores the lines. All take arrays (JSON on
+    SQLite), so every batch runs the same prepared statements: on PostgreSQL
+    each statement is a round trip, and a lane that spent two per line fell
     behind by seconds once the machine was busy; on SQLite each statement
     costs SQLAlchemy's ~0.1 ms and its ORM rows more, while the write lock,
-    which the worker waits for, is held (bench/RESULTS.md).
+    which the worker waits for, is held (bench/RESULTS.md). When new
+    visitors arrive together (a page with the widget goes live, a campaign
+    link), their first lines were written one by one, at about five times
+    the cost of a later line.
 
-    A line whose visitor has no open conversation is answered None (open it
-    with :func:`post_visitor_message`, after these); so are all the lines of
-    that visitor. Raises :class:`LinesNotBulk` when a line's ``client_id``
-    is already stored (a resend) or a visitor has two open conversations;
-    the transaction must then be rolled back.
+    Raises :class:`LinesNotBulk` when a line's ``client_id`` is already
+    stored (a resend) or a visitor has two open conversations; the
+    transaction must then be rolled back.
     """
     if not lines:
         return []
@@ -407,7 +440,7 @@ async def post_visitor_lines(session: AsyncSession, lines: Sequence[VisitorLine]
     page_urls = {(line.widget_id, line.visitor_id): line.page_url for line in lines if line.page_url}
     pairs = list(counts)
     dialect = session.get_bind().dialect.name
-    reserve, insert = _many_statements(dialect)
+    reserve, open_, insert = _many_statements(dialect)
     now = utcnow()
     reserved = await session.execute(reserve, _bulk_params(dialect, {
         "widget_ids": [w for w, _ in pairs], "visitor_ids": [v for _, v in pairs],
@@ -419,36 +452,69 @@ async def post_visitor_lines(session: AsyncSession, lines: Sequence[VisitorLine]
         if pair in open_rows:
             raise LinesNotBulk(f"visitor {row.visitor_id} has more than one open conversation")
         open_rows[pair] = dict(row._mapping)
+    opened = await _open_conversations(session, open_, dialect, lines, counts, page_urls, skip=open_rows, now=now)
+    open_rows.update(opened)
 
     next_seq = {pair: row["last_seq"] - counts[pair] + 1 for pair, row in open_rows.items()}
-    placed: list[tuple[dict[str, Any], int] | None] = []  # per line: (its conversation row, its seq)
+    placed: list[tuple[dict[str, Any], int]] = []  # per line: (its conversation row, its seq)
     columns: dict[str, list[Any]] = {"conversation_ids": [], "seqs": [], "authors": [], "texts": [], "client_ids": []}
     for line in lines:
-        row = open_rows.get((line.widget_id, line.visitor_id))
-        if row is None:
-            placed.append(None)
-            continue
+        row = open_rows[(line.widget_id, line.visitor_id)]
         seq = next_seq[(line.widget_id, line.visitor_id)]
         next_seq[(line.widget_id, line.visitor_id)] = seq + 1
         placed.append((row, seq))
         for name, value in zip(columns, (row["id"], seq, row["visitor_name"], line.text, line.client_id)):
             columns[name].append(value)
-    if not columns["seqs"]:
-        return [None] * len(lines)
     inserted = await session.execute(insert, _bulk_params(dialect, columns, now))
     stored = {(m.conversation_id, m.seq): m for m in (_detached(Message, r) for r in inserted.all())}
     if len(stored) != len(columns["seqs"]):
         raise LinesNotBulk("a line was sent before (its client_id is stored)")
-    out: list[Posted | None] = []
-    for where in placed:
-        if where is None:
-            out.append(None)
-            continue
-        row, seq = where
-        # Each line gets its own conversation object, as post_visitor_message returns it:
-        # ``last_seq`` is the line's own seq.
-        out.append(Posted(_detached(Conversation, {**row, "last_seq": seq}), stored[(row["id"], seq)]))
-    return out
+    # Each line gets its own conversation object, as post_visitor_message returns it:
+    # ``last_seq`` is the line's own seq.
+    return [
+        Posted(
+            _detached(Conversation, {**row, "last_seq": seq}),
+            stored[(row["id"], seq)],
+            started=seq == 1 and (row["widget_id"], row["visitor_id"]) in opened,
+        )
+        for row, seq in placed
+    ]
+
+
+async def _open_conversations(
+    session: AsyncSession,
+    statement: Any,
+    dialect: str,
+    lines: Sequence[VisitorLine],
+    counts: Counter[tuple[int, str]],
+    page_urls: dict[tuple[int, str], str | None],
+    *,
+    skip: dict[tuple[int, str], Any],
+    now: Any,
+) -> dict[tuple[int, str], dict[str, Any]]:
+    """Open one conversation for each visitor of ``lines`` not in ``skip`` (no open chat), in one
+    INSERT; its ``last_seq`` already counts the visitor's lines in the batch. The chat takes its
+    first line's context and the last page seen, as lines written one by one leave it."""
+    first: dict[tuple[int, str], VisitorContext] = {}
+    for line in lines:
+        pair = (line.widget_id, line.visitor_id)
+        if pair not in skip and pair not in first:
+            first[pair] = line.context
+    if not first:
+        return {}
+    pairs = list(first)
+    opened = await session.execute(statement, _bulk_params(dialect, {
+        "widget_ids": [w for w, _ in pairs],
+        "visitor_ids": [v for _, v in pairs],
+        "names": [first[p].name for p in pairs],
+        "emails": [first[p].email for p in pairs],
+        "page_urls": [page_urls.get(p) for p in pairs],
+        "page_titles": [first[p].page_title for p in pairs],
+        "languages": [first[p].language for p in pairs],
+        "timezones": [first[p].timezone for p in pairs],
+        "counts": [counts[p] for p in pairs],
+    }, now))
+    return {(row.widget_id, row.visitor_id): dict(row._mapping) for row in opened.all()}
 
 
 async def post_agent_message(

@@ -5,12 +5,14 @@ fails only its own caller."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import events as ev
 from core.bindings import bind_channel
 from core.db import Database
 from core.events import LocalBus
@@ -20,6 +22,7 @@ from core.group_commit import GroupCommitter
 from core.conversations import VisitorContext
 from core.models import Conversation, Message, OfflineMessage, OutboxItem, Widget
 from core.offline import add_offline_message
+from core.webhooks import create_endpoint
 from core.widgets import create_widget
 from tests.sql_statements import statements
 
@@ -232,6 +235,53 @@ async def test_first_lines_in_a_batch_open_their_chats_beside_lines_in_open_ones
     assert len({c.id for c, _m, _d in results}) == 10
 
 
+async def test_new_visitors_arriving_together_open_their_chats_in_one_statement_per_batch(db, widget):
+    """A burst of first lines (a page with the widget goes live) opens the chats in bulk: each
+    chat takes its first line's context, announces itself once and plans its
+    ``conversation.started`` webhook, and its lines get seqs 1, 2 ... in order."""
+    bus = LocalBus()
+    announced: list[dict[str, Any]] = []
+
+    async def on_updated(_name: str, data: dict[str, Any]) -> None:
+        announced.append(data)
+
+    bus.subscribe(ev.CONVERSATION_UPDATED, on_updated)
+    chat = ChatService(db, bus)
+    async with db.write() as session:
+        await create_endpoint(session, widget, {"url": "https://hooks.example/in", "events": ["conversation.started"]})
+
+    def context(i: int) -> VisitorContext:
+        v = i % 10
+        return VisitorContext(page_url=f"https://shop.example/{i}", page_title=f"Page {i}", language="de",
+                              timezone="Europe/Berlin", name=f"Visitor {v}", email=f"v{v}@example.com")
+
+    with statements(db) as everything:
+        results = await asyncio.gather(*(
+            chat.visitor_message(widget, f"v{i % 10}", f"line {i}", client_id=f"c{i}", context=context(i))
+            for i in range(30)
+        ))
+    assert db.group_commit is not None and db.group_commit.stats.retried_singly == 0
+    opens = [s for s in everything if s.lstrip().startswith("INSERT INTO conversations")]
+    assert 1 <= len(opens) < 5, opens  # per batch, not per chat (a batch of one line writes it alone)
+    for v in range(10):  # one chat per visitor, its lines in submission order
+        assert len({c.id for c, _m, _d in results[v::10]}) == 1
+        assert [m.seq for _c, m, _d in results[v::10]] == [1, 2, 3]
+        assert [m.text for _c, m, _d in results[v::10]] == [f"line {v}", f"line {10 + v}", f"line {20 + v}"]
+    # Announced once per chat, as its first line saw it.
+    assert sorted(e["conversation"]["visitor_id"] for e in announced) == [f"v{v}" for v in range(10)]
+    assert all(e["conversation"]["last_seq"] == 1 for e in announced)
+    async with db.read() as session:
+        chats = {c.visitor_id: c for c in (await session.execute(select(Conversation))).scalars()}
+        kinds = Counter((await session.execute(select(OutboxItem.kind))).scalars())
+    assert len(chats) == 10
+    for v in range(10):
+        c = chats[f"v{v}"]
+        assert (c.visitor_name, c.visitor_email, c.page_title, c.language, c.timezone, c.status, c.last_seq) == (
+            f"Visitor {v}", f"v{v}@example.com", f"Page {v}", "de", "Europe/Berlin", "open", 3)
+        assert c.page_url == f"https://shop.example/{20 + v}"  # the last page the visitor was on
+    assert kinds == {"slack.relay": 30, "webhook.send": 10}
+
+
 async def test_a_visitor_with_two_open_chats_gets_lines_in_the_newest_as_before(db, widget, chat):
     await open_chats(chat, widget, 2)
     async with db.write() as session:  # a second open chat for v0 (it should not happen; it must still work)
@@ -345,7 +395,7 @@ async def test_the_bulk_reserve_looks_each_line_up_by_visitor_not_every_open_cha
     dialect = "sqlite" if db.is_sqlite else "postgresql"
     columns = {"widget_ids": [widget.id], "visitor_ids": ["x7"], "counts": [1], "page_urls": [None]}
     params = _bulk_params(dialect, columns, datetime.now(timezone.utc))
-    reserve, _ = _many_statements(dialect)
+    reserve, _, _ = _many_statements(dialect)
     async with db.read() as session:
         conn = await session.connection()
         compiled = reserve.compile(dialect=conn.dialect)
