@@ -19,8 +19,6 @@ from core import events as ev
 from core.agents import get_agent, mark_seen, set_duty, update_agent
 from core.assistant_state import stop_assistant
 from core.conversations import (
-    VisitorLine,
-    post_visitor_lines,
     Posted,
     VisitorContext,
     clean_client_id,
@@ -44,6 +42,7 @@ from core.dedupe import first_time
 from core.deliveries import plan_agent_reply, plan_conversation_closed, plan_conversation_started
 from core.events import EventBus
 from core.group_commit import Bulk
+from core.line_batches import VisitorLine, post_visitor_lines
 from core.metrics import Registry
 from core.fanout import ai_reply_rows, message_relay_rows, plan_message_relay, plan_root_update
 from core.errors import NotFound

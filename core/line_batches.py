@@ -1,0 +1,367 @@
+"""Visitor lines stored in batches: the group-commit form of ``post_visitor_message``.
+
+When many visitors type at once, their lines queue for the same transaction
+(core/group_commit.py). Written one by one, each line costs a reserve and an
+INSERT, on PostgreSQL each a round trip, and a chat's first line also an
+open and a flush. Here a batch costs a fixed handful of statements whatever
+its size, and every statement takes arrays (one JSON array of rows on
+SQLite), so every batch size runs the same prepared statement.
+
+* **PostgreSQL**: one statement reserves the seqs of every line whose
+  visitor has an open chat *and* inserts those lines (a data-modifying CTE).
+  A round trip is what a batch waits for once the machine is busy: the
+  process that sent it is descheduled, PostgreSQL wakes, answers, and the
+  process waits its turn to read the answer (bench/RESULTS.md).
+* **SQLite**: a statement costs SQLAlchemy's ~0.1 ms, not a round trip;
+  a reserve UPDATE, then one INSERT of all the lines.
+* On both, the chats of visitors who have none open are opened together by
+  one more INSERT (a page with the widget goes live, a campaign link).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import BigInteger, Integer, Text, bindparam, column
+from sqlalchemy import text as sql_text
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.clock import utcnow
+from core.conversations import Posted, VisitorContext, _detached
+from core.models import Conversation, Message
+
+__all__ = ["LinesNotBulk", "VisitorLine", "post_visitor_lines"]
+
+Pair = tuple[int, str]  # (widget_id, visitor_id): whose chat a line goes to
+
+
+@dataclass(frozen=True)
+class VisitorLine:
+    """One visitor line waiting to be stored with others (see :func:`post_visitor_lines`)."""
+
+    widget_id: int
+    visitor_id: str
+    text: str  # already cleaned (clean_text)
+    client_id: str | None  # already checked (clean_client_id)
+    context: VisitorContext = VisitorContext()  # opens the chat when this line is its first
+
+    @property
+    def pair(self) -> Pair:
+        return (self.widget_id, self.visitor_id)
+
+    @property
+    def page_url(self) -> str | None:
+        return self.context.page_url or None
+
+
+class LinesNotBulk(Exception):
+    """The lines cannot be stored together (a resent client_id, two open chats of one
+    visitor): the caller stores each alone, which handles those cases."""
+
+
+_RESERVE_MANY_SQLITE = """
+UPDATE conversations AS c
+SET last_seq = c.last_seq + v.n, updated_at = :now, page_url = coalesce(v.page_url, c.page_url)
+FROM (
+    SELECT json_extract(value, '$[0]') AS widget_id, json_extract(value, '$[1]') AS visitor_id,
+           json_extract(value, '$[2]') AS n, json_extract(value, '$[3]') AS page_url
+    FROM json_each(:rows)
+) AS v
+WHERE c.widget_id = v.widget_id AND c.visitor_id = v.visitor_id AND +c.status = 'open'
+RETURNING *
+"""
+"""SQLite: reserve ``n`` seqs in each visitor's open chat. The unary ``+`` keeps SQLite
+off the index on status: with it, SQLite walked every open conversation and scanned
+the batch's JSON for each (1.1 ms with 1,200 open chats, growing with them); without
+it, it looks each batch row up by (widget, visitor): 0.03 ms. tests/test_group_commit.py
+checks the plan."""
+
+_CONVERSATION_COLUMNS = [c.name for c in Conversation.__table__.c]
+_MESSAGE_COLUMNS = [c.name for c in Message.__table__.c]
+
+_APPEND_MANY_POSTGRESQL = f"""
+WITH v AS (
+    SELECT * FROM unnest(:widget_ids, :visitor_ids, :counts, :page_urls) AS v(widget_id, visitor_id, n, page_url)
+), r AS (
+    UPDATE conversations AS c
+    SET last_seq = c.last_seq + v.n, updated_at = :now, page_url = coalesce(v.page_url, c.page_url)
+    FROM v
+    WHERE c.widget_id = v.widget_id AND c.visitor_id = v.visitor_id AND c.status = 'open'
+    RETURNING c.*, v.n AS batch_lines
+), m AS (
+    INSERT INTO messages (conversation_id, seq, sender, author, text, internal, client_id, created_at)
+    SELECT r.id, r.last_seq - r.batch_lines + l.k, 'visitor', r.visitor_name, l.text, false, l.client_id, :now
+    FROM unnest(:line_widget_ids, :line_visitor_ids, :line_ranks, :texts, :client_ids)
+        AS l(widget_id, visitor_id, k, text, client_id)
+    JOIN r ON r.widget_id = l.widget_id AND r.visitor_id = l.visitor_id
+    ON CONFLICT (conversation_id, client_id) DO NOTHING
+    RETURNING messages.*
+)
+SELECT {", ".join(f"r.{n} AS c_{n}" for n in _CONVERSATION_COLUMNS)},
+       {", ".join(f"m.{n} AS m_{n}" for n in _MESSAGE_COLUMNS)}
+FROM r LEFT JOIN m ON m.conversation_id = r.id
+"""
+"""PostgreSQL: reserve the seqs of the lines of visitors with an open chat and insert
+those lines, in one statement. The ``k``-th of a visitor's ``n`` lines in the batch
+takes seq ``last_seq - n + k`` (``last_seq`` already raised by ``n``). One row per
+stored line, with its chat's columns (``c_``) and its own (``m_``); a chat whose lines
+all met a stored client_id comes back once, with NULL ``m_`` columns."""
+
+# The chats of visitors who have none open, opened together (a burst of new visitors:
+# one statement instead of a reserve, an INSERT and a flush per chat). ``n`` is how many
+# of the batch's lines the chat gets: they take seqs 1 to n.
+_OPEN_COLUMNS = "widget_id, visitor_id, visitor_name, visitor_email, page_url, page_title, language, timezone, status, last_seq, created_at, updated_at"
+_OPEN_MANY = {
+    "postgresql": f"""
+INSERT INTO conversations ({_OPEN_COLUMNS})
+SELECT v.widget_id, v.visitor_id, v.visitor_name, v.visitor_email, v.page_url, v.page_title, v.language,
+       v.timezone, 'open', v.n, :now, :now
+FROM unnest(:widget_ids, :visitor_ids, :names, :emails, :page_urls, :page_titles, :languages, :timezones, :counts)
+    AS v(widget_id, visitor_id, visitor_name, visitor_email, page_url, page_title, language, timezone, n)
+RETURNING conversations.*
+""",
+    "sqlite": f"""
+INSERT INTO conversations ({_OPEN_COLUMNS})
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), json_extract(value, '$[4]'), json_extract(value, '$[5]'),
+       json_extract(value, '$[6]'), json_extract(value, '$[7]'), 'open', json_extract(value, '$[8]'), :now, :now
+FROM json_each(:rows)
+RETURNING *
+""",
+}
+
+_INSERT_MANY = {
+    "postgresql": """
+INSERT INTO messages (conversation_id, seq, sender, author, text, internal, client_id, created_at)
+SELECT v.conversation_id, v.seq, 'visitor', v.author, v.text, false, v.client_id, :now
+FROM unnest(:conversation_ids, :seqs, :authors, :texts, :client_ids) AS v(conversation_id, seq, author, text, client_id)
+ON CONFLICT (conversation_id, client_id) DO NOTHING
+RETURNING messages.*
+""",
+    # "WHERE true": without it SQLite would read ON CONFLICT as a join's ON.
+    "sqlite": """
+INSERT INTO messages (conversation_id, seq, sender, author, text, internal, client_id, created_at)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), 'visitor', json_extract(value, '$[2]'),
+       json_extract(value, '$[3]'), 0, json_extract(value, '$[4]'), :now
+FROM json_each(:rows) WHERE true
+ON CONFLICT (conversation_id, client_id) DO NOTHING
+RETURNING *
+""",
+}
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """A dialect's bulk statements; ``reserve`` on SQLite, ``append`` (reserve and
+    insert in one) on PostgreSQL."""
+
+    reserve: Any
+    append: Any
+    open: Any
+    insert: Any
+
+
+@lru_cache(maxsize=None)
+def _many_statements(dialect: str) -> _Statements:
+    """The dialect's bulk statements, typed so every batch size runs the same prepared statement."""
+    conversations, messages = Conversation.__table__, Message.__table__
+    now = bindparam("now", type_=conversations.c.updated_at.type)
+    created = bindparam("now", type_=messages.c.created_at.type)
+    if dialect == "sqlite":
+        rows = bindparam("rows", type_=Text)
+        return _Statements(
+            reserve=sql_text(_RESERVE_MANY_SQLITE).bindparams(rows, now).columns(*conversations.c),
+            append=None,
+            open=sql_text(_OPEN_MANY[dialect]).bindparams(rows, now).columns(*conversations.c),
+            insert=sql_text(_INSERT_MANY[dialect]).bindparams(rows, created).columns(*messages.c),
+        )
+    big, text_array, int_array = ARRAY(BigInteger), ARRAY(Text), ARRAY(Integer)
+    pairs = [bindparam("widget_ids", type_=big), bindparam("visitor_ids", type_=text_array)]
+    append = sql_text(_APPEND_MANY_POSTGRESQL).bindparams(
+        *pairs, bindparam("counts", type_=int_array), bindparam("page_urls", type_=text_array),
+        bindparam("line_widget_ids", type_=big), bindparam("line_visitor_ids", type_=text_array),
+        bindparam("line_ranks", type_=int_array), bindparam("texts", type_=text_array),
+        bindparam("client_ids", type_=text_array), now,
+    ).columns(
+        *(column(f"c_{c.name}", c.type) for c in conversations.c),
+        *(column(f"m_{c.name}", c.type) for c in messages.c),
+    )
+    open_ = sql_text(_OPEN_MANY[dialect]).bindparams(
+        *pairs,
+        *(bindparam(name, type_=text_array) for name in ("names", "emails", "page_urls", "page_titles", "languages", "timezones")),
+        bindparam("counts", type_=int_array), now,
+    ).columns(*conversations.c)
+    insert = sql_text(_INSERT_MANY[dialect]).bindparams(
+        bindparam("conversation_ids", type_=big), bindparam("seqs", type_=int_array),
+        bindparam("authors", type_=text_array), bindparam("texts", type_=text_array),
+        bindparam("client_ids", type_=text_array), created,
+    ).columns(*messages.c)
+    return _Statements(reserve=None, append=append, open=open_, insert=insert)
+
+
+def _bulk_params(dialect: str, columns: dict[str, list[Any]], now: Any) -> dict[str, Any]:
+    """Columns of values as the dialect's statement takes them: arrays, or one JSON array of rows.
+
+    On SQLite a row's values are read by position (``$[0]``, ``$[1]`` ...), in
+    the order of ``columns``: the statements above name that order.
+    """
+    if dialect == "sqlite":
+        return {"rows": json.dumps(list(zip(*columns.values())), ensure_ascii=False), "now": now}
+    return {**columns, "now": now}
+
+
+@dataclass
+class _Batch:
+    """The lines grouped by chat: how many each visitor sent, the last page each was on,
+    and each line's rank (1, 2 ...) among its visitor's lines."""
+
+    lines: Sequence[VisitorLine]
+    counts: Counter[Pair]
+    page_urls: dict[Pair, str | None]
+    ranks: list[int]
+
+    @classmethod
+    def of(cls, lines: Sequence[VisitorLine]) -> "_Batch":
+        counts: Counter[Pair] = Counter()
+        ranks = []
+        for line in lines:
+            counts[line.pair] += 1
+            ranks.append(counts[line.pair])
+        page_urls = {line.pair: line.page_url for line in lines if line.page_url}
+        return cls(lines, counts, page_urls, ranks)
+
+    def pair_columns(self) -> dict[str, list[Any]]:
+        pairs = list(self.counts)
+        return {
+            "widget_ids": [w for w, _ in pairs], "visitor_ids": [v for _, v in pairs],
+            "counts": [self.counts[p] for p in pairs], "page_urls": [self.page_urls.get(p) for p in pairs],
+        }
+
+
+async def post_visitor_lines(session: AsyncSession, lines: Sequence[VisitorLine]) -> list[Posted]:
+    """Store many visitors' lines in one to three statements, opening chats as needed.
+
+    What :func:`core.conversations.post_visitor_message` does per line, for a
+    batch: every line of a visitor with an open chat takes the next seq there
+    (several lines of one visitor get consecutive seqs, in order); a visitor
+    with none gets a chat opened from their first line's context, and that
+    line is answered ``started``.
+
+    Raises :class:`LinesNotBulk` when a line's ``client_id`` is already
+    stored (a resend) or a visitor has two open conversations; the
+    transaction must then be rolled back.
+    """
+    if not lines:
+        return []
+    batch = _Batch.of(lines)
+    dialect = session.get_bind().dialect.name
+    statements = _many_statements(dialect)
+    now = utcnow()
+    stored: dict[tuple[int, int], Message] = {}  # (conversation id, seq) -> the stored line
+    if statements.append is not None:
+        chats = await _append_to_open_chats(session, statements.append, batch, stored, now)
+    else:
+        chats = await _reserve_in_open_chats(session, statements.reserve, batch, now)
+    opened = await _open_conversations(session, statements.open, dialect, batch, skip=chats, now=now)
+    chats.update(opened)
+
+    placed: list[tuple[dict[str, Any], int]] = []  # per line: (its conversation row, its seq)
+    columns: dict[str, list[Any]] = {"conversation_ids": [], "seqs": [], "authors": [], "texts": [], "client_ids": []}
+    for line, rank in zip(lines, batch.ranks):
+        row = chats[line.pair]
+        seq = row["last_seq"] - batch.counts[line.pair] + rank
+        placed.append((row, seq))
+        if (row["id"], seq) not in stored:
+            for name, value in zip(columns, (row["id"], seq, row["visitor_name"], line.text, line.client_id)):
+                columns[name].append(value)
+    if columns["seqs"]:
+        inserted = await session.execute(statements.insert, _bulk_params(dialect, columns, now))
+        stored.update(((m.conversation_id, m.seq), m) for m in (_detached(Message, r) for r in inserted.all()))
+    if len(stored) != len(lines):
+        raise LinesNotBulk("a line was sent before (its client_id is stored)")
+    # Each line gets its own conversation object, as post_visitor_message returns it:
+    # ``last_seq`` is the line's own seq.
+    return [
+        Posted(
+            _detached(Conversation, {**row, "last_seq": seq}),
+            stored[(row["id"], seq)],
+            started=seq == 1 and (row["widget_id"], row["visitor_id"]) in opened,
+        )
+        for row, seq in placed
+    ]
+
+
+async def _reserve_in_open_chats(session: AsyncSession, statement: Any, batch: _Batch, now: Any) -> dict[Pair, dict[str, Any]]:
+    """SQLite: reserve each line's seq in its visitor's open chat; the chats, with ``last_seq`` raised."""
+    reserved = await session.execute(statement, _bulk_params("sqlite", batch.pair_columns(), now))
+    chats: dict[Pair, dict[str, Any]] = {}
+    for row in reserved.all():
+        pair = (row.widget_id, row.visitor_id)
+        if pair in chats:
+            raise LinesNotBulk(f"visitor {row.visitor_id} has more than one open conversation")
+        chats[pair] = dict(row._mapping)
+    return chats
+
+
+async def _append_to_open_chats(
+    session: AsyncSession, statement: Any, batch: _Batch, stored: dict[tuple[int, int], Message], now: Any
+) -> dict[Pair, dict[str, Any]]:
+    """PostgreSQL: reserve and insert the lines of visitors with an open chat in one round trip.
+
+    Returns those chats (``last_seq`` raised) and adds the stored lines to ``stored``.
+    """
+    params = {
+        **batch.pair_columns(),
+        "line_widget_ids": [line.widget_id for line in batch.lines],
+        "line_visitor_ids": [line.visitor_id for line in batch.lines],
+        "line_ranks": batch.ranks,
+        "texts": [line.text for line in batch.lines],
+        "client_ids": [line.client_id for line in batch.lines],
+        "now": now,
+    }
+    chats: dict[Pair, dict[str, Any]] = {}
+    for row in (await session.execute(statement, params)).all():
+        values = row._mapping
+        chat = {name: values[f"c_{name}"] for name in _CONVERSATION_COLUMNS}
+        pair = (chat["widget_id"], chat["visitor_id"])
+        if chats.setdefault(pair, chat)["id"] != chat["id"]:
+            raise LinesNotBulk(f"visitor {chat['visitor_id']} has more than one open conversation")
+        if values["m_id"] is not None:
+            message = _detached(Message, {name: values[f"m_{name}"] for name in _MESSAGE_COLUMNS})
+            stored[(message.conversation_id, message.seq)] = message
+    if len(stored) != sum(batch.counts[pair] for pair in chats):
+        raise LinesNotBulk("a line was sent before (its client_id is stored)")
+    return chats
+
+
+async def _open_conversations(
+    session: AsyncSession, statement: Any, dialect: str, batch: _Batch, *, skip: dict[Pair, Any], now: Any
+) -> dict[Pair, dict[str, Any]]:
+    """Open one conversation for each visitor of the batch not in ``skip`` (no open chat), in one
+    INSERT; its ``last_seq`` already counts the visitor's lines in the batch. The chat takes its
+    first line's context and the last page seen, as lines written one by one leave it."""
+    first: dict[Pair, VisitorContext] = {}
+    for line in batch.lines:
+        if line.pair not in skip and line.pair not in first:
+            first[line.pair] = line.context
+    if not first:
+        return {}
+    pairs = list(first)
+    opened = await session.execute(statement, _bulk_params(dialect, {
+        "widget_ids": [w for w, _ in pairs],
+        "visitor_ids": [v for _, v in pairs],
+        "names": [first[p].name for p in pairs],
+        "emails": [first[p].email for p in pairs],
+        "page_urls": [batch.page_urls.get(p) for p in pairs],
+        "page_titles": [first[p].page_title for p in pairs],
+        "languages": [first[p].language for p in pairs],
+        "timezones": [first[p].timezone for p in pairs],
+        "counts": [batch.counts[p] for p in pairs],
+    }, now))
+    return {(row.widget_id, row.visitor_id): dict(row._mapping) for row in opened.all()}
