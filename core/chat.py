@@ -180,7 +180,9 @@ class ChatService:
             return posted, planned, started, _message_event(posted.conversation, posted.message)
 
         line = VisitorLine(widget.id, visitor_id, cleaned, client_id, context)
-        bulk = Bulk(self._write_lines, (line, widget, assistant))  # see post_visitor_lines
+        # On PostgreSQL the bulk form stores even a single line in one statement (a round
+        # trip) where post_visitor_message takes two; on SQLite both take two.
+        bulk = Bulk(self._write_lines, (line, widget, assistant), alone=not self.db.is_sqlite)
         posted, planned, started, created = await self.db.write_batched(write, key=(widget.id, visitor_id), bulk=bulk)
         if planned:
             self.outbox_enqueued()

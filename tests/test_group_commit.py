@@ -236,6 +236,27 @@ async def test_lines_in_open_chats_share_one_statement_per_batch_on_postgresql_t
     assert relays == 50
 
 
+async def test_a_lone_line_takes_the_bulk_statement_on_postgresql_and_a_resend_is_still_one_line(db, widget, chat):
+    """A batch of one line: on PostgreSQL the bulk statement (one round trip) instead of the
+    single-line reserve and INSERT; a resend of it falls back and is answered as stored."""
+    await open_chats(chat, widget, 1)
+    with statements(db) as everything:
+        conv, message, duplicate = await chat.visitor_message(widget, "v0", "alone", client_id="lone")
+    writes = [s.lstrip() for s in everything if s.lstrip().startswith(("WITH v AS", "UPDATE conversations", "INSERT INTO messages"))]
+    if db.is_sqlite:
+        assert [w.split(" ")[0] for w in writes] == ["UPDATE", "INSERT"]
+    else:
+        assert [w.split(" ")[0] for w in writes] == ["WITH"]
+    assert (message.seq, conv.last_seq, duplicate) == (2, 2, False)
+    again, resent, duplicate = await chat.visitor_message(widget, "v0", "alone", client_id="lone")
+    assert (resent.id, resent.seq, duplicate) == (message.id, 2, True)
+    later, _m, _d = await chat.visitor_message(widget, "v0", "next", client_id="next")
+    assert _m.seq == 3  # the resend left no gap
+    async with db.read() as session:
+        texts = (await session.execute(select(Message.text).order_by(Message.seq))).scalars().all()
+    assert texts == ["hello", "alone", "next"]
+
+
 async def test_first_lines_in_a_batch_open_their_chats_beside_lines_in_open_ones(db, widget, chat):
     await open_chats(chat, widget, 5)
     results = await asyncio.gather(*(
