@@ -4,6 +4,12 @@ Events are delivered to this process's handlers at once and published for
 the other processes, which skip their own. Pub/sub is at-most-once: while
 the connection is down events are missed, so on reconnect a ``bus.resync``
 event tells local subscribers to catch up from the database (the truth).
+
+Publishes raised in the same turn of the event loop (the lines of one
+group commit, each announcing itself) go to Redis in one pipeline: one
+write instead of one per event, for this process and for Redis, and the
+subscribers are woken once for the lot. Under CPU contention every write
+to another process was a chance to be descheduled (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import json
 import logging
 import secrets
+from collections.abc import Awaitable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -28,6 +35,17 @@ CHANNEL = "deskbell:events"
 LOCAL_ONLY = {ev.RESYNC}
 
 
+class _PublishBatch:
+    """Events waiting for the end of this turn of the event loop, and the future their
+    publishers wait on."""
+
+    __slots__ = ("payloads", "sent")
+
+    def __init__(self, sent: "asyncio.Future[None]") -> None:
+        self.payloads: list[str] = []
+        self.sent = sent
+
+
 class RedisBus:
     def __init__(self, url: str, *, channel: str = CHANNEL) -> None:
         self.url = url
@@ -38,6 +56,7 @@ class RedisBus:
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.connected = False
+        self._outgoing: _PublishBatch | None = None
 
     def subscribe(self, name: str, handler: Handler) -> None:
         self.local.subscribe(name, handler)
@@ -47,11 +66,40 @@ class RedisBus:
         if name in LOCAL_ONLY:
             return
         payload = json.dumps({"o": self.origin, "n": name, "d": data}, separators=(",", ":"), default=str)
+        # Shielded: a caller cancelled while waiting must not cancel the others' send.
+        await asyncio.shield(self._queue(payload))
+
+    def _queue(self, payload: str) -> Awaitable[None]:
+        """Add ``payload`` to this turn's batch (opening one if needed); done once it is sent."""
+        batch = self._outgoing
+        if batch is None:
+            batch = self._outgoing = _PublishBatch(asyncio.get_running_loop().create_future())
+            # call_soon: after every callback already ready in this turn, so the lines
+            # of a commit, whose waiters all wake in this turn, go together.
+            asyncio.get_running_loop().call_soon(self._flush)
+        batch.payloads.append(payload)
+        return batch.sent
+
+    def _flush(self) -> None:
+        batch, self._outgoing = self._outgoing, None
+        if batch is not None:
+            asyncio.ensure_future(self._send(batch))
+
+    async def _send(self, batch: "_PublishBatch") -> None:
         try:
-            await self.redis.publish(self.channel, payload)
+            if len(batch.payloads) == 1:
+                await self.redis.publish(self.channel, batch.payloads[0])
+            else:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for payload in batch.payloads:
+                        pipe.publish(self.channel, payload)
+                    await pipe.execute()
         except (RedisError, OSError) as exc:
             # The change is committed; other processes' widgets catch up on resync.
             log.warning("redis publish failed (%s); remote sockets will resync", type(exc).__name__)
+        finally:
+            if not batch.sent.done():
+                batch.sent.set_result(None)
 
     async def start(self) -> None:
         """Subscribe in the background; returns once the first subscription is live."""
