@@ -39,10 +39,11 @@ from core.conversations import (
 )
 from core.db import Database
 from core.dedupe import first_time
+from core.destinations import destinations_of
 from core.deliveries import plan_agent_reply, plan_conversation_closed, plan_conversation_started
 from core.events import EventBus
 from core.group_commit import Bulk
-from core.line_batches import VisitorLine, post_visitor_lines
+from core.line_batches import Relay, VisitorLine, post_visitor_lines, store_in_open_chats
 from core.metrics import Registry
 from core.fanout import ai_reply_rows, message_relay_rows, plan_message_relay, plan_root_update
 from core.errors import NotFound
@@ -181,8 +182,11 @@ class ChatService:
 
         line = VisitorLine(widget.id, visitor_id, cleaned, client_id, context)
         # On PostgreSQL the bulk form stores even a single line in one statement (a round
-        # trip) where post_visitor_message takes two; on SQLite both take two.
-        bulk = Bulk(self._write_lines, (line, widget, assistant), alone=not self.db.is_sqlite)
+        # trip) where post_visitor_message takes two; on SQLite both take two. And on
+        # PostgreSQL a line in an open chat goes first, with its relays, in one statement
+        # outside any transaction (see store_in_open_chats).
+        postgres = not self.db.is_sqlite
+        bulk = Bulk(self._write_lines, (line, widget, assistant), alone=postgres, first=self._store_first if postgres else None)
         posted, planned, started, created = await self.db.write_batched(write, key=(widget.id, visitor_id), bulk=bulk)
         if planned:
             self.outbox_enqueued()
@@ -195,6 +199,25 @@ class ChatService:
             await self.bus.publish(ev.CONVERSATION_UPDATED, started)
         await self.bus.publish(ev.MESSAGE_CREATED, created)
         return posted.conversation, posted.message, False
+
+    async def _store_first(
+        self, session: AsyncSession, lines: list[tuple[VisitorLine, Widget, bool]]
+    ) -> list[tuple[Posted, int, dict[str, Any] | None, dict[str, Any]] | None]:
+        """Lines in open chats that owe only their relays (no assistant answers them), with
+        their outbox rows, in one self-committing statement; None for the others."""
+        relays: list[Relay] = []
+        for widget_id in {line.widget_id for line, _widget, assistant in lines if not assistant}:
+            relays += [Relay(widget_id, b.id, f"{b.platform}.relay") for b in (await destinations_of(session, widget_id)).bindings]
+        plain = [n for n, (_line, _widget, assistant) in enumerate(lines) if not assistant]
+        out: list[tuple[Posted, int, dict[str, Any] | None, dict[str, Any]] | None] = [None] * len(lines)
+        if not plain:
+            return out
+        stored = await store_in_open_chats(session, [lines[n][0] for n in plain], relays)
+        for n, answer in zip(plain, stored):
+            if answer is not None:
+                posted, relayed = answer
+                out[n] = (posted, relayed, None, _message_event(posted.conversation, posted.message))
+        return out
 
     async def _write_lines(
         self, session: AsyncSession, lines: list[tuple[VisitorLine, Widget, bool]]

@@ -242,6 +242,15 @@ class Database:
             yield session
 
     @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncSession]:
+        """PostgreSQL: a session whose every statement commits on its own, for a write
+        that is one statement (no BEGIN and COMMIT round trips around it)."""
+        if self.is_sqlite:
+            raise RuntimeError("autocommit writes are for PostgreSQL; SQLite writes go through write()")
+        async with self._reader() as session:
+            yield session
+
+    @asynccontextmanager
     async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncSession]:
         """One transaction: committed when the block ends, rolled back on error.
 

@@ -18,8 +18,11 @@ from core.models import Conversation, Message, OutboxItem
 from core.outbox import enqueue, outbox_row
 
 
+RELAY_ORDERING_PREFIX = "relay:"  # core/line_batches.py builds the same key in SQL
+
+
 def relay_ordering_key(binding_id: int, conversation_id: int) -> str:
-    return f"relay:{binding_id}:{conversation_id}"
+    return f"{RELAY_ORDERING_PREFIX}{binding_id}:{conversation_id}"
 
 
 async def message_relay_rows(

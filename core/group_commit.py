@@ -37,6 +37,14 @@ again alone through its function, as above. A bulk form that is cheaper
 than the write's own function even for one write (``alone``) is used for a
 batch of one too.
 
+A bulk form may also offer ``first``: a writer that stores what it can in
+one statement committing on its own (``Database.autocommit``, PostgreSQL),
+before the batch's transaction. Its callers are answered at once; what it
+answers None for goes on into the transaction as above. A write of one
+``key`` must be left to the transaction only after those before it (the
+writer stores in order and leaves out only writes that are no-ops or go
+first to a chat anyway).
+
 On PostgreSQL several lanes commit in parallel (they use different pool
 connections); writes with the same ``key`` always use the same lane, so the
 writes of one conversation stay in order and two batches never lock the
@@ -75,6 +83,7 @@ class Bulk(Generic[T]):
     writer: Callable[[AsyncSession, list[Any]], Awaitable[list[T | None]]]
     payload: Any
     alone: bool = False  # worth it for a single write too (fewer statements than its function)
+    first: Callable[[AsyncSession, list[Any]], Awaitable[list[T | None]]] | None = None
 
 
 @dataclass
@@ -101,6 +110,7 @@ class Stats:
     writes: int = 0
     largest_batch: int = 0
     retried_singly: int = 0
+    stored_first: int = 0  # writes a ``first`` writer stored, outside the batch's transaction
 
 
 class GroupCommitter:
@@ -164,10 +174,41 @@ class GroupCommitter:
                 results[i] = await item.fn(session)
         return results
 
+    async def _store_first(self, batch: list[_Item[Any]]) -> list[_Item[Any]]:
+        """Hand each ``first`` writer its writes; answer those it stored; return the rest."""
+        by_writer: dict[Any, list[int]] = {}
+        for i, item in enumerate(batch):
+            if item.bulk is not None and item.bulk.first is not None:
+                by_writer.setdefault(item.bulk.first, []).append(i)
+        if not by_writer:
+            return batch
+        stored: set[int] = set()
+        for writer, indexes in by_writer.items():
+            try:
+                async with self.db.autocommit() as session:
+                    answers = await writer(session, [batch[i].bulk.payload for i in indexes])  # type: ignore[union-attr]
+            except Exception:
+                # Nothing is answered: the transaction writes them all (a write the statement
+                # committed before failing is found there, by its client_id, as a resend).
+                log.debug("a one-statement write of %d failed; the batch's transaction writes them", len(indexes), exc_info=True)
+                continue
+            if len(answers) != len(indexes):
+                raise RuntimeError(f"first writer {writer!r} answered {len(answers)} of {len(indexes)} writes")
+            for i, answer in zip(indexes, answers):
+                if answer is not None:
+                    stored.add(i)
+                    if not batch[i].future.done():
+                        batch[i].future.set_result(answer)
+        self.stats.stored_first += len(stored)
+        return [item for i, item in enumerate(batch) if i not in stored]
+
     async def _commit(self, batch: list[_Item[Any]]) -> None:
         self.stats.batches += 1
         self.stats.writes += len(batch)
         self.stats.largest_batch = max(self.stats.largest_batch, len(batch))
+        batch = await self._store_first(batch)
+        if not batch:
+            return
         if len(batch) > 1 or (batch[0].bulk is not None and batch[0].bulk.alone):
             try:
                 async with self.db.write(urgent=True) as session:

@@ -16,6 +16,11 @@ SQLite), so every batch size runs the same prepared statement.
   a reserve UPDATE, then one INSERT of all the lines.
 * On both, the chats of visitors who have none open are opened together by
   one more INSERT (a page with the widget goes live, a campaign link).
+
+On PostgreSQL the commonest batch, lines in open chats that only owe their
+relays, needs no transaction around it at all: :func:`store_in_open_chats`
+stores the lines and their outbox rows in one statement, which commits on
+its own. BEGIN and COMMIT were two of a batch's four round trips.
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utcnow
 from core.conversations import Posted, VisitorContext, _detached
+from core.fanout import RELAY_ORDERING_PREFIX
 from core.models import Conversation, Message
 
-__all__ = ["LinesNotBulk", "VisitorLine", "post_visitor_lines"]
+__all__ = ["LinesNotBulk", "Relay", "VisitorLine", "post_visitor_lines", "store_in_open_chats"]
 
 Pair = tuple[int, str]  # (widget_id, visitor_id): whose chat a line goes to
 
@@ -58,6 +64,15 @@ class VisitorLine:
     @property
     def page_url(self) -> str | None:
         return self.context.page_url or None
+
+
+@dataclass(frozen=True)
+class Relay:
+    """A channel a widget's lines are relayed to: its binding and the outbox kind."""
+
+    widget_id: int
+    binding_id: int
+    kind: str  # "{platform}.relay"
 
 
 class LinesNotBulk(Exception):
@@ -113,6 +128,63 @@ takes seq ``last_seq - n + k`` (``last_seq`` already raised by ``n``). One row p
 stored line, with its chat's columns (``c_``) and its own (``m_``); a chat whose lines
 all met a stored client_id comes back once, with NULL ``m_`` columns."""
 
+_STORE_IN_OPEN_CHATS_POSTGRESQL = f"""
+WITH l AS (
+    SELECT * FROM unnest(:widget_ids, :visitor_ids, :texts, :client_ids, :page_urls) WITH ORDINALITY
+        AS l(widget_id, visitor_id, text, client_id, page_url, i)
+), chat AS (
+    SELECT DISTINCT ON (c.widget_id, c.visitor_id) c.id, c.widget_id, c.visitor_id
+    FROM conversations AS c JOIN (SELECT DISTINCT widget_id, visitor_id FROM l) AS p
+        ON c.widget_id = p.widget_id AND c.visitor_id = p.visitor_id
+    WHERE c.status = 'open'
+    ORDER BY c.widget_id, c.visitor_id, c.id DESC
+), fresh AS (
+    SELECT l.i, chat.id AS conversation_id, l.text, l.client_id, l.page_url,
+           row_number() OVER (PARTITION BY chat.id ORDER BY l.i) AS k
+    FROM l JOIN chat ON chat.widget_id = l.widget_id AND chat.visitor_id = l.visitor_id
+    WHERE l.client_id IS NULL OR NOT EXISTS (
+        SELECT 1 FROM messages AS x WHERE x.conversation_id = chat.id AND x.client_id = l.client_id
+    )
+), n AS (
+    SELECT conversation_id, count(*) AS n,
+           (array_agg(page_url ORDER BY i DESC) FILTER (WHERE page_url IS NOT NULL))[1] AS page_url
+    FROM fresh GROUP BY conversation_id
+), r AS (
+    UPDATE conversations AS c
+    SET last_seq = c.last_seq + n.n, updated_at = :now, page_url = coalesce(n.page_url, c.page_url)
+    FROM n
+    WHERE c.id = n.conversation_id AND c.status = 'open'
+    RETURNING c.*, n.n AS batch_lines
+), m AS (
+    INSERT INTO messages (conversation_id, seq, sender, author, text, internal, client_id, created_at)
+    SELECT r.id, r.last_seq - r.batch_lines + f.k, 'visitor', r.visitor_name, f.text, false, f.client_id, :now
+    FROM fresh AS f JOIN r ON r.id = f.conversation_id
+    ORDER BY r.id, f.k
+    ON CONFLICT (conversation_id, client_id) DO NOTHING
+    RETURNING messages.*
+), o AS (
+    INSERT INTO outbox (kind, payload, status, ordering_key, ref_type, ref_id, attempts, next_attempt_at, created_at)
+    SELECT d.kind, json_build_object('binding_id', d.binding_id, 'conversation_id', m.conversation_id, 'message_id', m.id),
+           'pending', :ordering_prefix || d.binding_id || ':' || m.conversation_id, 'conversation', m.conversation_id,
+           0, :now, :now
+    FROM m JOIN r ON r.id = m.conversation_id
+    JOIN unnest(:relay_widget_ids, :relay_binding_ids, :relay_kinds) AS d(widget_id, binding_id, kind)
+        ON d.widget_id = r.widget_id
+    ORDER BY m.conversation_id, m.seq, d.binding_id
+)
+SELECT f.i AS line,
+       {", ".join(f"r.{n} AS c_{n}" for n in _CONVERSATION_COLUMNS)},
+       {", ".join(f"m.{n} AS m_{n}" for n in _MESSAGE_COLUMNS)}
+FROM fresh AS f JOIN r ON r.id = f.conversation_id
+LEFT JOIN m ON m.conversation_id = f.conversation_id AND m.seq = r.last_seq - r.batch_lines + f.k
+"""
+"""PostgreSQL, in one self-committing statement: the lines of visitors with an open
+chat (the newest, as lines written one by one find it), each taking the next seq,
+and an outbox row relaying each to every channel of its widget, in seq order (the
+relay posts a chat's rows in id order). A line whose client_id is stored already
+(a resend) is left out before any seq is taken, so a resend leaves no gap; one row
+per line stored, numbered from 1 as the lines were given (``line``)."""
+
 # The chats of visitors who have none open, opened together (a burst of new visitors:
 # one statement instead of a reserve, an INSERT and a flush per chat). ``n`` is how many
 # of the batch's lines the chat gets: they take seqs 1 to n.
@@ -159,12 +231,13 @@ RETURNING *
 @dataclass(frozen=True)
 class _Statements:
     """A dialect's bulk statements; ``reserve`` on SQLite, ``append`` (reserve and
-    insert in one) on PostgreSQL."""
+    insert in one) and ``store`` (lines and relays, outside a transaction) on PostgreSQL."""
 
     reserve: Any
     append: Any
     open: Any
     insert: Any
+    store: Any = None
 
 
 @lru_cache(maxsize=None)
@@ -202,7 +275,17 @@ def _many_statements(dialect: str) -> _Statements:
         bindparam("authors", type_=text_array), bindparam("texts", type_=text_array),
         bindparam("client_ids", type_=text_array), created,
     ).columns(*messages.c)
-    return _Statements(reserve=None, append=append, open=open_, insert=insert)
+    store = sql_text(_STORE_IN_OPEN_CHATS_POSTGRESQL).bindparams(
+        *pairs, bindparam("texts", type_=text_array), bindparam("client_ids", type_=text_array),
+        bindparam("page_urls", type_=text_array), bindparam("relay_widget_ids", type_=big),
+        bindparam("relay_binding_ids", type_=big), bindparam("relay_kinds", type_=text_array),
+        bindparam("ordering_prefix", type_=Text), now,
+    ).columns(
+        column("line", BigInteger()),
+        *(column(f"c_{c.name}", c.type) for c in conversations.c),
+        *(column(f"m_{c.name}", c.type) for c in messages.c),
+    )
+    return _Statements(reserve=None, append=append, open=open_, insert=insert, store=store)
 
 
 def _bulk_params(dialect: str, columns: dict[str, list[Any]], now: Any) -> dict[str, Any]:
@@ -365,3 +448,49 @@ async def _open_conversations(
         "counts": [batch.counts[p] for p in pairs],
     }, now))
     return {(row.widget_id, row.visitor_id): dict(row._mapping) for row in opened.all()}
+
+
+async def store_in_open_chats(
+    session: AsyncSession, lines: Sequence[VisitorLine], relays: Sequence[Relay]
+) -> list[tuple[Posted, int] | None]:
+    """PostgreSQL: store the lines of visitors with an open chat, and their relays to
+    ``relays``, in one statement that commits on its own (``session`` must be outside
+    a transaction: see ``Database.autocommit``).
+
+    Answers each line with (what ``post_visitor_message`` would return, how many
+    relays it owes) once committed, or None when it was not stored: no open chat,
+    a resend of a stored line, or a line repeating an earlier one's client_id in
+    these lines. Those are for the transactional path, which handles each case.
+    """
+    taken: set[tuple[Pair, str]] = set()
+    given: list[int] = []  # index in ``lines`` of each line sent
+    for n, line in enumerate(lines):
+        if line.client_id is not None:
+            if (line.pair, line.client_id) in taken:
+                continue  # a resend within the batch: after the first is stored, it is a duplicate
+            taken.add((line.pair, line.client_id))
+        given.append(n)
+    sent = [lines[n] for n in given]
+    params = {
+        "widget_ids": [line.widget_id for line in sent],
+        "visitor_ids": [line.visitor_id for line in sent],
+        "texts": [line.text for line in sent],
+        "client_ids": [line.client_id for line in sent],
+        "page_urls": [line.page_url for line in sent],
+        "relay_widget_ids": [r.widget_id for r in relays],
+        "relay_binding_ids": [r.binding_id for r in relays],
+        "relay_kinds": [r.kind for r in relays],
+        "ordering_prefix": RELAY_ORDERING_PREFIX,
+        "now": utcnow(),
+    }
+    per_widget = Counter(r.widget_id for r in relays)
+    answers: list[tuple[Posted, int] | None] = [None] * len(lines)
+    for row in (await session.execute(_many_statements("postgresql").store, params)).all():
+        values = row._mapping
+        if values["m_id"] is None:
+            continue  # stored meanwhile by another process: the transactional path answers it
+        message = _detached(Message, {name: values[f"m_{name}"] for name in _MESSAGE_COLUMNS})
+        chat = {name: values[f"c_{name}"] for name in _CONVERSATION_COLUMNS}
+        conversation = _detached(Conversation, {**chat, "last_seq": message.seq})
+        answers[given[values["line"] - 1]] = (Posted(conversation, message), per_widget[conversation.widget_id])
+    return answers

@@ -200,8 +200,8 @@ async def open_chats(chat: ChatService, widget: Widget, visitors: int) -> None:
 
 
 async def test_lines_in_open_chats_share_one_statement_per_batch_on_postgresql_two_on_sqlite(db, widget, chat):
-    """On PostgreSQL one statement reserves the seqs and inserts the lines (a round trip is
-    what a batch waits for); on SQLite a reserve and an INSERT."""
+    """On PostgreSQL one statement stores the lines and their relays and commits on its own
+    (a round trip is what a batch waits for); on SQLite a reserve and an INSERT."""
     await open_chats(chat, widget, 10)
     assert db.group_commit is not None
     batches = db.group_commit.stats.batches
@@ -220,12 +220,10 @@ async def test_lines_in_open_chats_share_one_statement_per_batch_on_postgresql_t
         assert len([s for s in seen if s.startswith("INSERT INTO messages")]) == used
         assert len([s for s in seen if s.startswith("UPDATE conversations")]) == used
         assert len(seen) == 2 * used
-    else:
-        bulk = len([s for s in seen if s.startswith("WITH v AS")])
-        single = len([s for s in seen if s.startswith("INSERT INTO messages")])
-        assert bulk >= 1 and bulk + single == used, seen
-        assert len([s for s in seen if s.startswith("UPDATE conversations")]) == single
-        assert not any(s.startswith("INSERT INTO conversations") for s in seen)
+    else:  # the lines and their relays, one statement outside any transaction
+        assert db.group_commit.stats.stored_first == 40
+        assert len([s for s in everything if s.lstrip().startswith("WITH l AS")]) == used
+        assert seen == [] and not any(s.lstrip().startswith("INSERT INTO outbox") for s in everything)
     for v in range(10):  # each chat's lines in submission order, gap-free after its "hello"
         assert [m.seq for _c, m, _d in results[v::10]] == [2, 3, 4, 5]
         assert [c.last_seq for c, _m, _d in results[v::10]] == [2, 3, 4, 5]
@@ -242,11 +240,12 @@ async def test_a_lone_line_takes_the_bulk_statement_on_postgresql_and_a_resend_i
     await open_chats(chat, widget, 1)
     with statements(db) as everything:
         conv, message, duplicate = await chat.visitor_message(widget, "v0", "alone", client_id="lone")
-    writes = [s.lstrip() for s in everything if s.lstrip().startswith(("WITH v AS", "UPDATE conversations", "INSERT INTO messages"))]
+    writes = [s.lstrip() for s in everything if s.lstrip().startswith(("WITH v AS", "WITH l AS", "UPDATE conversations", "INSERT INTO messages"))]
     if db.is_sqlite:
         assert [w.split(" ")[0] for w in writes] == ["UPDATE", "INSERT"]
     else:
         assert [w.split(" ")[0] for w in writes] == ["WITH"]
+        assert not any(s.lstrip().startswith("INSERT INTO outbox") for s in everything)  # in that statement
     assert (message.seq, conv.last_seq, duplicate) == (2, 2, False)
     again, resent, duplicate = await chat.visitor_message(widget, "v0", "alone", client_id="lone")
     assert (resent.id, resent.seq, duplicate) == (message.id, 2, True)
@@ -326,8 +325,11 @@ async def test_a_visitor_with_two_open_chats_gets_lines_in_the_newest_as_before(
     assert {c.id for c, _m, _d in results[0::2]} == {newest}
     assert [m.seq for _c, m, _d in results[0::2]] == [1, 2, 3]
     assert [m.seq for _c, m, _d in results[1::2]] == [2, 3, 4]
-    # the bulk form saw two open chats and stood aside
-    assert db.group_commit is not None and db.group_commit.stats.retried_singly > 0
+    assert db.group_commit is not None
+    if db.is_sqlite:  # the bulk form saw two open chats and stood aside
+        assert db.group_commit.stats.retried_singly > 0
+    else:  # the one-statement form picks the newest chat itself
+        assert db.group_commit.stats.stored_first == 6
 
 
 # -- the SQLite write lock's fast lane -------------------------------------------------
@@ -400,7 +402,7 @@ async def test_lines_written_together_keep_every_character(db, widget, chat):
         results = await asyncio.gather(*(
             chat.visitor_message(widget, "v0", text, client_id=f"t{i}") for i, text in enumerate(texts)
         ))
-    inserts = [s for s in everything if s.lstrip().startswith(("INSERT INTO messages", "WITH v AS"))]
+    inserts = [s for s in everything if s.lstrip().startswith(("INSERT INTO messages", "WITH v AS", "WITH l AS"))]
     assert len(inserts) == 1  # together
     assert db.group_commit is not None and db.group_commit.stats.retried_singly == 0
     async with db.read() as session:
@@ -443,3 +445,57 @@ async def test_the_bulk_reserve_looks_each_line_up_by_visitor_not_every_open_cha
         else:
             plan = [row[0] for row in await raw.fetch("EXPLAIN " + str(compiled), *args)]
             assert not any("Seq Scan on conversations" in line for line in plan), plan
+
+
+async def test_relays_written_with_the_lines_are_the_rows_the_planner_writes(db, widget, chat):
+    """The one-statement path on PostgreSQL builds the relay rows in SQL: they must be the
+    rows message_relay_rows plans (kind, payload, ordering key, reference), one per line and
+    channel, with ids in seq order per thread (the relay posts a thread's rows in id order)."""
+    from core.fanout import message_relay_rows
+
+    async with db.write() as session:
+        await bind_channel(session, widget.id, "teams", workspace_id="tenant-1", channel_id="19:abc@thread.tacv2")
+    await open_chats(chat, widget, 3)
+    async with db.write() as session:
+        await session.execute(OutboxItem.__table__.delete())
+    results = await asyncio.gather(*(
+        chat.visitor_message(widget, f"v{i % 3}", f"line {i}", client_id=f"r{i}") for i in range(12)
+    ))
+    async with db.read() as session:
+        rows = list((await session.execute(select(OutboxItem).order_by(OutboxItem.id))).scalars())
+        expected = []
+        for conv, message, _dup in results:
+            expected += await message_relay_rows(session, conv, message)
+    def shape(row: Any) -> tuple[Any, ...]:
+        get = row.get if isinstance(row, dict) else (lambda name: getattr(row, name))
+        return (get("kind"), get("payload"), get("ordering_key"), get("ref_type"), get("ref_id"), get("status"), get("attempts"))
+    assert sorted(map(shape, rows), key=repr) == sorted(map(shape, expected), key=repr)
+    assert len(rows) == 24
+    by_thread: dict[str, list[int]] = {}
+    seq_of = {m.id: m.seq for _c, m, _d in results}
+    for row in rows:  # in id order: each thread's messages in seq order
+        by_thread.setdefault(row.ordering_key, []).append(seq_of[row.payload["message_id"]])
+    assert all(seqs == sorted(seqs) for seqs in by_thread.values()) and len(by_thread) == 6
+    if not db.is_sqlite:
+        assert db.group_commit is not None and db.group_commit.stats.stored_first >= 12
+
+
+async def test_a_resend_among_new_lines_takes_no_seq_and_is_answered_as_stored(db, widget, chat):
+    await open_chats(chat, widget, 2)
+    _c, first, _d = await chat.visitor_message(widget, "v0", "question", client_id="q")
+    results = await asyncio.gather(
+        chat.visitor_message(widget, "v0", "question", client_id="q"),  # resent: its ack was lost
+        chat.visitor_message(widget, "v0", "more", client_id="m1"),
+        chat.visitor_message(widget, "v1", "other", client_id="o1"),
+        chat.visitor_message(widget, "v0", "even more", client_id="m2"),
+    )
+    (_, resent, dup), (_, m1, d1), (_, o1, _), (_, m2, d2) = results
+    assert (resent.id, resent.seq, dup) == (first.id, 2, True)
+    assert (m1.seq, m2.seq, d1, d2, o1.seq) == (3, 4, False, False, 2)
+    async with db.read() as session:
+        texts = list((await session.execute(
+            select(Message.text).join(Conversation).where(Conversation.visitor_id == "v0").order_by(Message.seq)
+        )).scalars())
+        relays = (await session.execute(select(func.count()).select_from(OutboxItem).where(OutboxItem.kind == "slack.relay"))).scalar()
+    assert texts == ["hello", "question", "more", "even more"]
+    assert relays == 6  # one per stored line: 2 hellos, the question, more, other, even more
