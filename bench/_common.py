@@ -318,6 +318,10 @@ class Stack:
                 "DESKBELL_DATABASE_URL": self.db_url,
                 "DESKBELL_SECRET_KEY": SECRET_KEY,
                 "DESKBELL_LOG_LEVEL": "WARNING",
+                # The code of the tree this script is in, not the one the virtualenv was
+                # installed from (an editable install): a copy of an older commit checked
+                # out beside this one measures that commit.
+                "PYTHONPATH": str(ROOT),
                 **BENCH_LIMITS,
                 **self.extra_env,
                 **extra,
