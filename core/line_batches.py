@@ -107,7 +107,7 @@ WITH v AS (
     UPDATE conversations AS c
     SET last_seq = c.last_seq + v.n, updated_at = :now, page_url = coalesce(v.page_url, c.page_url)
     FROM v
-    WHERE c.widget_id = v.widget_id AND c.visitor_id = v.visitor_id AND c.status = 'open'
+    WHERE c.widget_id = v.widget_id AND c.visitor_id = v.visitor_id AND (c.status || '') = 'open'
     RETURNING c.*, v.n AS batch_lines
 ), m AS (
     INSERT INTO messages (conversation_id, seq, sender, author, text, internal, client_id, created_at)
@@ -133,11 +133,13 @@ WITH l AS (
     SELECT * FROM unnest(:widget_ids, :visitor_ids, :texts, :client_ids, :page_urls) WITH ORDINALITY
         AS l(widget_id, visitor_id, text, client_id, page_url, i)
 ), chat AS (
-    SELECT DISTINCT ON (c.widget_id, c.visitor_id) c.id, c.widget_id, c.visitor_id
-    FROM conversations AS c JOIN (SELECT DISTINCT widget_id, visitor_id FROM l) AS p
-        ON c.widget_id = p.widget_id AND c.visitor_id = p.visitor_id
-    WHERE c.status = 'open'
-    ORDER BY c.widget_id, c.visitor_id, c.id DESC
+    SELECT p.widget_id, p.visitor_id, newest.id
+    FROM (SELECT DISTINCT widget_id, visitor_id FROM l) AS p
+    CROSS JOIN LATERAL (
+        SELECT c.id FROM conversations AS c
+        WHERE c.widget_id = p.widget_id AND c.visitor_id = p.visitor_id AND (c.status || '') = 'open'
+        ORDER BY c.id DESC LIMIT 1
+    ) AS newest
 ), fresh AS (
     SELECT l.i, chat.id AS conversation_id, l.text, l.client_id, l.page_url,
            row_number() OVER (PARTITION BY chat.id ORDER BY l.i) AS k
@@ -153,7 +155,7 @@ WITH l AS (
     UPDATE conversations AS c
     SET last_seq = c.last_seq + n.n, updated_at = :now, page_url = coalesce(n.page_url, c.page_url)
     FROM n
-    WHERE c.id = n.conversation_id AND c.status = 'open'
+    WHERE c.id = ANY(ARRAY(SELECT conversation_id FROM n)) AND c.id = n.conversation_id AND (c.status || '') = 'open'
     RETURNING c.*, n.n AS batch_lines
 ), m AS (
     INSERT INTO messages (conversation_id, seq, sender, author, text, internal, client_id, created_at)
