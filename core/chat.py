@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -102,6 +103,9 @@ async def _get_message(session: Any, message_id: int) -> Message:
     return message
 
 
+CHATTING_REMEMBERED = 100_000  # visitors (about 100 bytes each)
+
+
 class ChatService:
     def __init__(self, db: Database, bus: EventBus, metrics: Registry | None = None) -> None:
         self.db = db
@@ -112,6 +116,9 @@ class ChatService:
         self._assistant_answers: Callable[[Widget], Awaitable[bool]] | None = None
         self._wake: asyncio.Future[None] | None = None
         self._wake_again = False
+        # Visitors whose chat was open at their last line here: only their lines try the
+        # one-statement store first (a new visitor's line would cost it a wasted round trip).
+        self._chatting: OrderedDict[tuple[int, str], None] = OrderedDict()
         # Delivery planning reads destinations from a cache; the bus keeps it fresh
         # across processes (changes here are published, changes elsewhere drop entries).
         db.destinations.watch(bus)
@@ -188,6 +195,8 @@ class ChatService:
         postgres = not self.db.is_sqlite
         bulk = Bulk(self._write_lines, (line, widget, assistant), alone=postgres, first=self._store_first if postgres else None)
         posted, planned, started, created = await self.db.write_batched(write, key=(widget.id, visitor_id), bulk=bulk)
+        if postgres:
+            self._note_chatting((widget.id, visitor_id), posted.conversation.status == "open")
         if planned:
             self.outbox_enqueued()
         if stored is not None:
@@ -205,10 +214,10 @@ class ChatService:
     ) -> list[tuple[Posted, int, dict[str, Any] | None, dict[str, Any]] | None]:
         """Lines in open chats that owe only their relays (no assistant answers them), with
         their outbox rows, in one self-committing statement; None for the others."""
+        plain = [n for n, (line, _widget, assistant) in enumerate(lines) if not assistant and line.pair in self._chatting]
         relays: list[Relay] = []
-        for widget_id in {line.widget_id for line, _widget, assistant in lines if not assistant}:
+        for widget_id in {lines[n][0].widget_id for n in plain}:
             relays += [Relay(widget_id, b.id, f"{b.platform}.relay") for b in (await destinations_of(session, widget_id)).bindings]
-        plain = [n for n, (_line, _widget, assistant) in enumerate(lines) if not assistant]
         out: list[tuple[Posted, int, dict[str, Any] | None, dict[str, Any]] | None] = [None] * len(lines)
         if not plain:
             return out
@@ -218,6 +227,15 @@ class ChatService:
                 posted, relayed = answer
                 out[n] = (posted, relayed, None, _message_event(posted.conversation, posted.message))
         return out
+
+    def _note_chatting(self, pair: tuple[int, str], chatting: bool) -> None:
+        if not chatting:
+            self._chatting.pop(pair, None)
+            return
+        self._chatting[pair] = None
+        self._chatting.move_to_end(pair)
+        if len(self._chatting) > CHATTING_REMEMBERED:
+            self._chatting.popitem(last=False)
 
     async def _write_lines(
         self, session: AsyncSession, lines: list[tuple[VisitorLine, Widget, bool]]

@@ -107,7 +107,7 @@ WITH v AS (
     UPDATE conversations AS c
     SET last_seq = c.last_seq + v.n, updated_at = :now, page_url = coalesce(v.page_url, c.page_url)
     FROM v
-    WHERE c.widget_id = v.widget_id AND c.visitor_id = v.visitor_id AND (c.status || '') = 'open'
+    WHERE c.widget_id = v.widget_id AND c.visitor_id = v.visitor_id AND c.status = 'open'
     RETURNING c.*, v.n AS batch_lines
 ), m AS (
     INSERT INTO messages (conversation_id, seq, sender, author, text, internal, client_id, created_at)
