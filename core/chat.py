@@ -46,7 +46,7 @@ from core.events import EventBus
 from core.group_commit import Bulk
 from core.line_batches import Relay, VisitorLine, post_visitor_lines, store_in_open_chats
 from core.metrics import Registry
-from core.fanout import ai_reply_rows, message_relay_rows, plan_message_relay, plan_root_update
+from core.fanout import ai_reply_rows, message_relay_rows, plan_message_relay, plan_root_update, relay_kind
 from core.errors import NotFound
 from core.models import Agent, Conversation, Message, MessageLink, Widget
 from core.outbox import insert_rows
@@ -217,7 +217,7 @@ class ChatService:
         plain = [n for n, (line, _widget, assistant) in enumerate(lines) if not assistant and line.pair in self._chatting]
         relays: list[Relay] = []
         for widget_id in {lines[n][0].widget_id for n in plain}:
-            relays += [Relay(widget_id, b.id, f"{b.platform}.relay") for b in (await destinations_of(session, widget_id)).bindings]
+            relays += [Relay(widget_id, b.id, relay_kind(b.platform)) for b in (await destinations_of(session, widget_id)).bindings]
         out: list[tuple[Posted, int, dict[str, Any] | None, dict[str, Any]] | None] = [None] * len(lines)
         if not plain:
             return out

@@ -21,6 +21,11 @@ from core.outbox import enqueue, outbox_row
 RELAY_ORDERING_PREFIX = "relay:"  # core/line_batches.py builds the same key in SQL
 
 
+def relay_kind(platform: str) -> str:
+    """The outbox kind relaying a chat line into a channel of ``platform``."""
+    return f"{platform}.relay"
+
+
 def relay_ordering_key(binding_id: int, conversation_id: int) -> str:
     return f"{RELAY_ORDERING_PREFIX}{binding_id}:{conversation_id}"
 
@@ -31,7 +36,7 @@ async def message_relay_rows(
     """The outbox rows relaying a stored message into every bound channel but the one it came from."""
     return [
         outbox_row(
-            f"{binding.platform}.relay",
+            relay_kind(binding.platform),
             {"binding_id": binding.id, "conversation_id": conv.id, "message_id": message.id},
             ordering_key=relay_ordering_key(binding.id, conv.id),
             ref=("conversation", conv.id),

@@ -57,6 +57,7 @@ class RedisBus:
         self._ready = asyncio.Event()
         self.connected = False
         self._outgoing: _PublishBatch | None = None
+        self._sending: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
 
     def subscribe(self, name: str, handler: Handler) -> None:
         self.local.subscribe(name, handler)
@@ -83,7 +84,9 @@ class RedisBus:
     def _flush(self) -> None:
         batch, self._outgoing = self._outgoing, None
         if batch is not None:
-            asyncio.ensure_future(self._send(batch))
+            task = asyncio.ensure_future(self._send(batch))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
     async def _send(self, batch: "_PublishBatch") -> None:
         try:
@@ -156,6 +159,8 @@ class RedisBus:
         await self.local.drain()
 
     async def close(self) -> None:
+        if self._sending:  # publishes already queued go out before the connection closes
+            await asyncio.wait(set(self._sending), timeout=5)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
