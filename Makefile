@@ -31,8 +31,12 @@ run: $(VENV)/.installed
 migrate: $(VENV)/.installed
 	$(BIN)/deskbell migrate
 
+# Tests run in parallel, one worker per core up to four (pytest-xdist); each worker has
+# its own PostgreSQL database and Redis prefix. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= auto --maxprocesses=4
+
 test: $(VENV)/.installed-dev chromium
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # The browser tests drive Debian's Chromium (Playwright's own browser download
 # does not work here). Installed when missing and we are root; otherwise the
