@@ -455,10 +455,11 @@ async def test_the_bulk_reserve_looks_each_line_up_by_visitor_not_every_open_cha
                 if stats == "without":
                     await raw.execute("DELETE FROM pg_statistic WHERE starelid = 'conversations'::regclass")
                     await raw.execute("UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = 'conversations'::regclass")
-                plan = [row[0] for row in await raw.fetch(
-                    "EXPLAIN " + str(store), *[values[name] for name in store.positiontup or ()])]
-                assert not any("ix_conversations_status" in line for line in plan), (stats, plan)
-                assert any("ix_conversations_widget_visitor" in line for line in plan), (stats, "\n".join(plan))
+                for statement, given in ((store, values), (compiled, params)):  # and the transactional one
+                    plan = [row[0] for row in await raw.fetch(
+                        "EXPLAIN " + str(statement), *[given[name] for name in statement.positiontup or ()])]
+                    assert not any("ix_conversations_status" in line for line in plan), (stats, plan)
+                    assert any("ix_conversations_widget_visitor" in line for line in plan), (stats, "\n".join(plan))
 
 
 async def test_relays_written_with_the_lines_are_the_rows_the_planner_writes(db, widget, chat):
