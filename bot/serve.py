@@ -82,6 +82,7 @@ async def _serve(settings: Settings, options: ServeOptions) -> int:
         svc = await build_services(settings, public_url=public_url, limits=settings.limits)
     except (OSError, DBAPIError) as exc:
         raise admin.DatabaseUnavailable(admin.describe_db_error(settings, exc)) from exc
+    await svc.db.fill_pool()
     pauses = gc_tuning.watch_pauses(svc.metrics)
     gc_tuning.collect_less_often()
     try:

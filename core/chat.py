@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import events as ev
+from core import webhooks as wh
 from core.agents import get_agent, mark_seen, set_duty, update_agent
 from core.assistant_state import stop_assistant
 from core.conversations import (
@@ -40,11 +41,11 @@ from core.conversations import (
 )
 from core.db import Database
 from core.dedupe import first_time
-from core.destinations import destinations_of
+from core.destinations import any_push_key, destinations_of
 from core.deliveries import plan_agent_reply, plan_conversation_closed, plan_conversation_started
 from core.events import EventBus
 from core.group_commit import Bulk
-from core.line_batches import Relay, VisitorLine, post_visitor_lines, store_in_open_chats
+from core.line_batches import Relay, VisitorLine, post_visitor_lines, store_in_chats
 from core.metrics import Registry
 from core.fanout import ai_reply_rows, message_relay_rows, plan_message_relay, plan_root_update, relay_kind
 from core.errors import NotFound
@@ -116,8 +117,9 @@ class ChatService:
         self._assistant_answers: Callable[[Widget], Awaitable[bool]] | None = None
         self._wake: asyncio.Future[None] | None = None
         self._wake_again = False
-        # Visitors whose chat was open at their last line here: only their lines try the
-        # one-statement store first (a new visitor's line would cost it a wasted round trip).
+        # Visitors whose chat was open at their last line here: their lines try the
+        # one-statement store first. So do the lines of widgets whose new chats that
+        # statement can open; another widget's new visitor would waste a round trip there.
         self._chatting: OrderedDict[tuple[int, str], None] = OrderedDict()
         # Delivery planning reads destinations from a cache; the bus keeps it fresh
         # across processes (changes here are published, changes elsewhere drop entries).
@@ -190,8 +192,8 @@ class ChatService:
         line = VisitorLine(widget.id, visitor_id, cleaned, client_id, context)
         # On PostgreSQL the bulk form stores even a single line in one statement (a round
         # trip) where post_visitor_message takes two; on SQLite both take two. And on
-        # PostgreSQL a line in an open chat goes first, with its relays, in one statement
-        # outside any transaction (see store_in_open_chats).
+        # PostgreSQL a line that owes only its relays goes first, with them, in one
+        # statement outside any transaction (see _store_first and store_in_chats).
         postgres = not self.db.is_sqlite
         bulk = Bulk(self._write_lines, (line, widget, assistant), alone=postgres, first=self._store_first if postgres else None)
         posted, planned, started, created = await self.db.write_batched(write, key=(widget.id, visitor_id), bulk=bulk)
@@ -212,20 +214,34 @@ class ChatService:
     async def _store_first(
         self, session: AsyncSession, lines: list[tuple[VisitorLine, Widget, bool]]
     ) -> list[tuple[Posted, int, dict[str, Any] | None, dict[str, Any]] | None]:
-        """Lines in open chats that owe only their relays (no assistant answers them), with
-        their outbox rows, in one self-committing statement; None for the others."""
-        plain = [n for n, (line, _widget, assistant) in enumerate(lines) if not assistant and line.pair in self._chatting]
-        relays: list[Relay] = []
-        for widget_id in {lines[n][0].widget_id for n in plain}:
-            relays += [Relay(widget_id, b.id, relay_kind(b.platform)) for b in (await destinations_of(session, widget_id)).bindings]
+        """Lines that owe only their relays (no assistant answers them), with their outbox
+        rows, in one self-committing statement; None for the others. A line goes there if
+        its visitor was chatting at their last line here, or if a chat its widget opens
+        owes nothing but relays (no ``conversation.started`` webhook, no push): then the
+        statement opens the chat of a visitor who has none."""
+        candidates = [n for n, (_line, _widget, assistant) in enumerate(lines) if not assistant]
         out: list[tuple[Posted, int, dict[str, Any] | None, dict[str, Any]] | None] = [None] * len(lines)
+        if not candidates:
+            return out
+        relays: list[Relay] = []
+        may_open: set[int] = set()
+        pushes = await any_push_key(session)
+        for widget_id in {lines[n][0].widget_id for n in candidates}:
+            destinations = await destinations_of(session, widget_id)
+            relays += [Relay(widget_id, b.id, relay_kind(b.platform)) for b in destinations.bindings]
+            if not pushes and not any(
+                e.enabled and wh.CONVERSATION_STARTED in e.events for e in destinations.endpoints
+            ):
+                may_open.add(widget_id)
+        plain = [n for n in candidates if lines[n][0].pair in self._chatting or lines[n][0].widget_id in may_open]
         if not plain:
             return out
-        stored = await store_in_open_chats(session, [lines[n][0] for n in plain], relays)
+        stored = await store_in_chats(session, [lines[n][0] for n in plain], relays, may_open)
         for n, answer in zip(plain, stored):
             if answer is not None:
                 posted, relayed = answer
-                out[n] = (posted, relayed, None, _message_event(posted.conversation, posted.message))
+                started = _conversation_event(posted.conversation) if posted.started else None
+                out[n] = (posted, relayed, started, _message_event(posted.conversation, posted.message))
         return out
 
     def _note_chatting(self, pair: tuple[int, str], chatting: bool) -> None:

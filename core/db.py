@@ -48,6 +48,7 @@ DEFAULT_URL = "sqlite+aiosqlite:///./deskbell.db"
 
 # A pooled PostgreSQL connection idle this long is checked before use (see _ping_when_idle).
 PING_AFTER_IDLE_S = 5.0
+PG_POOL_KEPT = 16
 _RETURNED_AT = "deskbell_returned_at"
 
 # SQLite reader connections kept open per process, and opened beyond that under a burst.
@@ -212,7 +213,7 @@ class Database:
                 # writes: a pool of 10 left it opening and closing overflow connections under
                 # load (5 % of its CPU in connect). 16 kept + 8 overflow per process leaves room
                 # for two web processes and a worker within PostgreSQL's default 100.
-                self.engine = create_async_engine(self.url, echo=echo, pool_size=16, max_overflow=8)
+                self.engine = create_async_engine(self.url, echo=echo, pool_size=PG_POOL_KEPT, max_overflow=8)
                 _ping_when_idle(self.engine)
                 self._write_engine = self.engine
                 # Reads need no transaction: under READ COMMITTED every statement sees its own
@@ -288,6 +289,20 @@ class Database:
     @property
     def group_commit(self) -> GroupCommitter | None:
         return self._group
+
+    async def fill_pool(self) -> None:
+        """PostgreSQL: open the pool's kept connections now, all at once.
+
+        Opened on demand, they are opened by the first burst of visitors, whose
+        lines wait for each connect, login and asyncpg's type lookups (PostgreSQL
+        logged those lookups at 5-13 ms each in the relay benchmark's first second
+        of load). A failure here is left for the first query to report."""
+        if self.is_sqlite:
+            return
+        opened = await asyncio.gather(*(self.engine.connect() for _ in range(PG_POOL_KEPT)), return_exceptions=True)
+        for conn in opened:
+            if not isinstance(conn, BaseException):
+                await conn.close()
 
     async def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""

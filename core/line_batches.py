@@ -18,21 +18,23 @@ SQLite), so every batch size runs the same prepared statement.
   one more INSERT (a page with the widget goes live, a campaign link).
 
 On PostgreSQL the commonest batch, lines in open chats that only owe their
-relays, needs no transaction around it at all: :func:`store_in_open_chats`
+relays, needs no transaction around it at all: :func:`store_in_chats`
 stores the lines and their outbox rows in one statement, which commits on
-its own. BEGIN and COMMIT were two of a batch's four round trips.
+its own. BEGIN and COMMIT were two of a batch's four round trips. It opens
+the chats of new visitors too, where a chat's start owes nothing more than
+its relays: a new visitor's first line took six round trips.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, Text, bindparam, column
+from sqlalchemy import BigInteger, Boolean, Integer, Text, bindparam, column
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -42,7 +44,7 @@ from core.conversations import Posted, VisitorContext, detached
 from core.fanout import RELAY_ORDERING_PREFIX
 from core.models import Conversation, Message
 
-__all__ = ["LinesNotBulk", "Relay", "VisitorLine", "post_visitor_lines", "store_in_open_chats"]
+__all__ = ["LinesNotBulk", "Relay", "VisitorLine", "post_visitor_lines", "store_in_chats"]
 
 Pair = tuple[int, str]  # (widget_id, visitor_id): whose chat a line goes to
 
@@ -98,6 +100,7 @@ it, it looks each batch row up by (widget, visitor): 0.03 ms. tests/test_group_c
 checks the plan."""
 
 _CONVERSATION_COLUMNS = [c.name for c in Conversation.__table__.c]
+_OPEN_COLUMNS = "widget_id, visitor_id, visitor_name, visitor_email, page_url, page_title, language, timezone, status, last_seq, created_at, updated_at"
 _MESSAGE_COLUMNS = [c.name for c in Message.__table__.c]
 
 _APPEND_MANY_POSTGRESQL = f"""
@@ -129,18 +132,31 @@ stored line, with its chat's columns (``c_``) and its own (``m_``); a chat whose
 all met a stored client_id comes back once, with NULL ``m_`` columns. ``(c.status || '')``
 keeps a plan made without statistics off the index on status, as in the store below."""
 
-_STORE_IN_OPEN_CHATS_POSTGRESQL = f"""
+_STORE_IN_CHATS_POSTGRESQL = f"""
 WITH l AS (
-    SELECT * FROM unnest(:widget_ids, :visitor_ids, :texts, :client_ids, :page_urls) WITH ORDINALITY
-        AS l(widget_id, visitor_id, text, client_id, page_url, i)
+    SELECT * FROM unnest(:widget_ids, :visitor_ids, :texts, :client_ids, :page_urls, :may_open,
+                         :names, :emails, :page_titles, :languages, :timezones) WITH ORDINALITY
+        AS l(widget_id, visitor_id, text, client_id, page_url, may_open, visitor_name, visitor_email, page_title,
+             language, timezone, i)
+), p AS (
+    SELECT DISTINCT ON (widget_id, visitor_id) * FROM l ORDER BY widget_id, visitor_id, i
 ), chat AS (
     SELECT p.widget_id, p.visitor_id, newest.id
-    FROM (SELECT DISTINCT widget_id, visitor_id FROM l) AS p
-    CROSS JOIN LATERAL (
+    FROM p CROSS JOIN LATERAL (
         SELECT c.id FROM conversations AS c
         WHERE c.widget_id = p.widget_id AND c.visitor_id = p.visitor_id AND (c.status || '') = 'open'
         ORDER BY c.id DESC LIMIT 1
     ) AS newest
+), opened AS (
+    INSERT INTO conversations ({_OPEN_COLUMNS})
+    SELECT p.widget_id, p.visitor_id, p.visitor_name, p.visitor_email,
+           (SELECT x.page_url FROM l AS x WHERE x.widget_id = p.widget_id AND x.visitor_id = p.visitor_id
+               AND x.page_url IS NOT NULL ORDER BY x.i DESC LIMIT 1),
+           p.page_title, p.language, p.timezone, 'open',
+           (SELECT count(*) FROM l AS x WHERE x.widget_id = p.widget_id AND x.visitor_id = p.visitor_id), :now, :now
+    FROM p
+    WHERE p.may_open AND NOT EXISTS (SELECT 1 FROM chat WHERE chat.widget_id = p.widget_id AND chat.visitor_id = p.visitor_id)
+    RETURNING conversations.*
 ), fresh AS (
     SELECT l.i, chat.id AS conversation_id, l.text, l.client_id, l.page_url,
            row_number() OVER (PARTITION BY chat.id ORDER BY l.i) AS k
@@ -158,11 +174,20 @@ WITH l AS (
     FROM n
     WHERE c.id = ANY(ARRAY(SELECT conversation_id FROM n)) AND c.id = n.conversation_id AND (c.status || '') = 'open'
     RETURNING c.*, n.n AS batch_lines
+), chats AS (
+    SELECT r.*, false AS started FROM r
+    UNION ALL
+    SELECT o.*, o.last_seq AS batch_lines, true AS started FROM opened AS o
+), lines AS (
+    SELECT f.i, f.conversation_id, f.text, f.client_id, f.k FROM fresh AS f
+    UNION ALL
+    SELECT l.i, o.id, l.text, l.client_id, row_number() OVER (PARTITION BY o.id ORDER BY l.i)
+    FROM l JOIN opened AS o ON o.widget_id = l.widget_id AND o.visitor_id = l.visitor_id
 ), m AS (
     INSERT INTO messages (conversation_id, seq, sender, author, text, internal, client_id, created_at)
-    SELECT r.id, r.last_seq - r.batch_lines + f.k, 'visitor', r.visitor_name, f.text, false, f.client_id, :now
-    FROM fresh AS f JOIN r ON r.id = f.conversation_id
-    ORDER BY r.id, f.k
+    SELECT c.id, c.last_seq - c.batch_lines + f.k, 'visitor', c.visitor_name, f.text, false, f.client_id, :now
+    FROM lines AS f JOIN chats AS c ON c.id = f.conversation_id
+    ORDER BY c.id, f.k
     ON CONFLICT (conversation_id, client_id) DO NOTHING
     RETURNING messages.*
 ), o AS (
@@ -170,23 +195,26 @@ WITH l AS (
     SELECT d.kind, json_build_object('binding_id', d.binding_id, 'conversation_id', m.conversation_id, 'message_id', m.id),
            'pending', :ordering_prefix || d.binding_id || ':' || m.conversation_id, 'conversation', m.conversation_id,
            0, :now, :now
-    FROM m JOIN r ON r.id = m.conversation_id
+    FROM m JOIN chats AS c ON c.id = m.conversation_id
     JOIN unnest(:relay_widget_ids, :relay_binding_ids, :relay_kinds) AS d(widget_id, binding_id, kind)
-        ON d.widget_id = r.widget_id
+        ON d.widget_id = c.widget_id
     ORDER BY m.conversation_id, m.seq, d.binding_id
 )
-SELECT f.i AS line,
-       {", ".join(f"r.{n} AS c_{n}" for n in _CONVERSATION_COLUMNS)},
+SELECT f.i AS line, c.started,
+       {", ".join(f"c.{n} AS c_{n}" for n in _CONVERSATION_COLUMNS)},
        {", ".join(f"m.{n} AS m_{n}" for n in _MESSAGE_COLUMNS)}
-FROM fresh AS f JOIN r ON r.id = f.conversation_id
-LEFT JOIN m ON m.conversation_id = f.conversation_id AND m.seq = r.last_seq - r.batch_lines + f.k
+FROM lines AS f JOIN chats AS c ON c.id = f.conversation_id
+LEFT JOIN m ON m.conversation_id = f.conversation_id AND m.seq = c.last_seq - c.batch_lines + f.k
 """
 """PostgreSQL, in one self-committing statement: the lines of visitors with an open
-chat (the newest, as lines written one by one find it), each taking the next seq,
-and an outbox row relaying each to every channel of its widget, in seq order (the
-relay posts a chat's rows in id order). A line whose client_id is stored already
-(a resend) is left out before any seq is taken, so a resend leaves no gap; one row
-per line stored, numbered from 1 as the lines were given (``line``).
+chat (the newest, as lines written one by one find it), each taking the next seq;
+a chat opened for each visitor with none whose line ``may_open`` one (from their
+first line's context, as :func:`post_visitor_lines` opens it; its lines take seqs
+1 to n); and an outbox row relaying each line to every channel of its widget, in
+seq order (the relay posts a chat's rows in id order). A line whose client_id is
+stored already (a resend) is left out before any seq is taken, so a resend leaves
+no gap; one row per line stored, numbered from 1 as the lines were given
+(``line``), ``started`` on the lines of a chat it opened.
 
 The odd forms are for plans made before the tables have statistics (a new
 deployment's first minute, every benchmark run): ``(c.status || '')`` keeps
@@ -198,7 +226,6 @@ key. tests/test_group_commit.py checks the plan with and without statistics."""
 # The chats of visitors who have none open, opened together (a burst of new visitors:
 # one statement instead of a reserve, an INSERT and a flush per chat). ``n`` is how many
 # of the batch's lines the chat gets: they take seqs 1 to n.
-_OPEN_COLUMNS = "widget_id, visitor_id, visitor_name, visitor_email, page_url, page_title, language, timezone, status, last_seq, created_at, updated_at"
 _OPEN_MANY = {
     "postgresql": f"""
 INSERT INTO conversations ({_OPEN_COLUMNS})
@@ -285,13 +312,14 @@ def _many_statements(dialect: str) -> _Statements:
         bindparam("authors", type_=text_array), bindparam("texts", type_=text_array),
         bindparam("client_ids", type_=text_array), created,
     ).columns(*messages.c)
-    store = sql_text(_STORE_IN_OPEN_CHATS_POSTGRESQL).bindparams(
+    store = sql_text(_STORE_IN_CHATS_POSTGRESQL).bindparams(
         *pairs, bindparam("texts", type_=text_array), bindparam("client_ids", type_=text_array),
-        bindparam("page_urls", type_=text_array), bindparam("relay_widget_ids", type_=big),
-        bindparam("relay_binding_ids", type_=big), bindparam("relay_kinds", type_=text_array),
-        bindparam("ordering_prefix", type_=Text), now,
+        bindparam("page_urls", type_=text_array), bindparam("may_open", type_=ARRAY(Boolean)),
+        *(bindparam(name, type_=text_array) for name in ("names", "emails", "page_titles", "languages", "timezones")),
+        bindparam("relay_widget_ids", type_=big), bindparam("relay_binding_ids", type_=big),
+        bindparam("relay_kinds", type_=text_array), bindparam("ordering_prefix", type_=Text), now,
     ).columns(
-        column("line", BigInteger()),
+        column("line", BigInteger()), column("started", Boolean()),
         *(column(f"c_{c.name}", c.type) for c in conversations.c),
         *(column(f"m_{c.name}", c.type) for c in messages.c),
     )
@@ -460,17 +488,23 @@ async def _open_conversations(
     return {(row.widget_id, row.visitor_id): dict(row._mapping) for row in opened.all()}
 
 
-async def store_in_open_chats(
-    session: AsyncSession, lines: Sequence[VisitorLine], relays: Sequence[Relay]
+async def store_in_chats(
+    session: AsyncSession, lines: Sequence[VisitorLine], relays: Sequence[Relay], may_open: Collection[int] = ()
 ) -> list[tuple[Posted, int] | None]:
     """PostgreSQL: store the lines of visitors with an open chat, and their relays to
     ``relays``, in one statement that commits on its own (``session`` must be outside
-    a transaction: see ``Database.autocommit``).
+    a transaction: see ``Database.autocommit``). A visitor with no open chat on a
+    widget in ``may_open`` gets one opened by the same statement.
+
+    ``may_open`` names the widgets whose chats owe nothing when they start but their
+    lines' relays (no ``conversation.started`` webhook, no push): the statement
+    plans only relays.
 
     Answers each line with (what ``post_visitor_message`` would return, how many
-    relays it owes) once committed, or None when it was not stored: no open chat,
-    a resend of a stored line, or a line repeating an earlier one's client_id in
-    these lines. Those are for the transactional path, which handles each case.
+    relays it owes) once committed, or None when it was not stored: no open chat
+    (on another widget), a resend of a stored line, or a line repeating an earlier
+    one's client_id in these lines. Those are for the transactional path, which
+    handles each case.
     """
     taken: set[tuple[Pair, str]] = set()
     given: list[int] = []  # index in ``lines`` of each line sent
@@ -487,6 +521,12 @@ async def store_in_open_chats(
         "texts": [line.text for line in sent],
         "client_ids": [line.client_id for line in sent],
         "page_urls": [line.page_url for line in sent],
+        "may_open": [line.widget_id in may_open for line in sent],
+        "names": [line.context.name for line in sent],
+        "emails": [line.context.email for line in sent],
+        "page_titles": [line.context.page_title for line in sent],
+        "languages": [line.context.language for line in sent],
+        "timezones": [line.context.timezone for line in sent],
         "relay_widget_ids": [r.widget_id for r in relays],
         "relay_binding_ids": [r.binding_id for r in relays],
         "relay_kinds": [r.kind for r in relays],
@@ -502,5 +542,6 @@ async def store_in_open_chats(
         message = detached(Message, {name: values[f"m_{name}"] for name in _MESSAGE_COLUMNS})
         chat = {name: values[f"c_{name}"] for name in _CONVERSATION_COLUMNS}
         conversation = detached(Conversation, {**chat, "last_seq": message.seq})
-        answers[given[values["line"] - 1]] = (Posted(conversation, message), per_widget[conversation.widget_id])
+        posted = Posted(conversation, message, started=bool(values["started"]) and message.seq == 1)
+        answers[given[values["line"] - 1]] = (posted, per_widget[conversation.widget_id])
     return answers

@@ -87,3 +87,14 @@ async def test_a_connection_used_a_moment_ago_is_not_checked_again(pg: Database)
         async with pg.read() as session:
             await session.execute(text("SELECT 1"))
     assert pings == []
+
+
+async def test_filling_the_pool_opens_its_kept_connections_before_the_first_burst(pg: Database) -> None:
+    """Opened on demand, the first visitors waited for each connect, login and type lookup."""
+    await pg.dispose()
+    assert pg.engine.pool.checkedin() == 0  # type: ignore[attr-defined]
+    await pg.fill_pool()
+    assert pg.engine.pool.checkedin() == core.db.PG_POOL_KEPT  # type: ignore[attr-defined]
+    async with pg.read() as session:  # and they serve as any other
+        assert (await session.execute(select(Widget))).all() == []
+    assert pg.engine.pool.checkedin() == core.db.PG_POOL_KEPT  # type: ignore[attr-defined]
