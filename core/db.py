@@ -48,7 +48,7 @@ DEFAULT_URL = "sqlite+aiosqlite:///./deskbell.db"
 
 # A pooled PostgreSQL connection idle this long is checked before use (see _ping_when_idle).
 PING_AFTER_IDLE_S = 5.0
-PG_POOL_KEPT = 16
+PG_POOL_KEPT = 24
 _RETURNED_AT = "deskbell_returned_at"
 
 # SQLite reader connections kept open per process, and opened beyond that under a burst.
@@ -211,9 +211,11 @@ class Database:
             else:
                 # A worker runs up to 32 deliveries at once besides its claims and grouped
                 # writes: a pool of 10 left it opening and closing overflow connections under
-                # load (5 % of its CPU in connect). 16 kept + 8 overflow per process leaves room
-                # for two web processes and a worker within PostgreSQL's default 100.
-                self.engine = create_async_engine(self.url, echo=echo, pool_size=PG_POOL_KEPT, max_overflow=8)
+                # load (5 % of its CPU in connect), and so did 16 kept + 8 overflow in the
+                # relay benchmark's opening burst (7 % of the worker's time in connect and
+                # close, and a PostgreSQL backend started for each). All 24 are kept: two
+                # web processes and a worker stay within PostgreSQL's default 100.
+                self.engine = create_async_engine(self.url, echo=echo, pool_size=PG_POOL_KEPT, max_overflow=0)
                 _ping_when_idle(self.engine)
                 self._write_engine = self.engine
                 # Reads need no transaction: under READ COMMITTED every statement sees its own

@@ -23,7 +23,7 @@ MAX_BACKOFF_S = 60.0
 RESETUP = "then run @deskbell setup in the channel again"
 BROKEN_HINTS = {
     403: f"the app was removed from the team or cannot post in this channel (private channels are not supported): reinstall it, {RESETUP}",
-    404: f"the channel or its conversation no longer exists: bind another channel with @deskbell setup",
+    404: "the channel or its conversation no longer exists: bind another channel with @deskbell setup",
 }
 
 
