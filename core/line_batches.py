@@ -138,8 +138,14 @@ WITH l AS (
                          :names, :emails, :page_titles, :languages, :timezones) WITH ORDINALITY
         AS l(widget_id, visitor_id, text, client_id, page_url, may_open, visitor_name, visitor_email, page_title,
              language, timezone, i)
-), p AS (
-    SELECT DISTINCT ON (widget_id, visitor_id) * FROM l ORDER BY widget_id, visitor_id, i
+), p AS (  -- each visitor's first line (whose context opens a chat), their line count and last page
+    SELECT DISTINCT ON (l.widget_id, l.visitor_id) l.*, a.n, a.last_page
+    FROM l JOIN (
+        SELECT widget_id, visitor_id, count(*) AS n,
+               (array_agg(page_url ORDER BY i DESC) FILTER (WHERE page_url IS NOT NULL))[1] AS last_page
+        FROM l GROUP BY widget_id, visitor_id
+    ) AS a ON a.widget_id = l.widget_id AND a.visitor_id = l.visitor_id
+    ORDER BY l.widget_id, l.visitor_id, l.i
 ), chat AS (
     SELECT p.widget_id, p.visitor_id, newest.id
     FROM p CROSS JOIN LATERAL (
@@ -149,11 +155,8 @@ WITH l AS (
     ) AS newest
 ), opened AS (
     INSERT INTO conversations ({_OPEN_COLUMNS})
-    SELECT p.widget_id, p.visitor_id, p.visitor_name, p.visitor_email,
-           (SELECT x.page_url FROM l AS x WHERE x.widget_id = p.widget_id AND x.visitor_id = p.visitor_id
-               AND x.page_url IS NOT NULL ORDER BY x.i DESC LIMIT 1),
-           p.page_title, p.language, p.timezone, 'open',
-           (SELECT count(*) FROM l AS x WHERE x.widget_id = p.widget_id AND x.visitor_id = p.visitor_id), :now, :now
+    SELECT p.widget_id, p.visitor_id, p.visitor_name, p.visitor_email, p.last_page, p.page_title, p.language,
+           p.timezone, 'open', p.n, :now, :now
     FROM p
     WHERE p.may_open AND NOT EXISTS (SELECT 1 FROM chat WHERE chat.widget_id = p.widget_id AND chat.visitor_id = p.visitor_id)
     RETURNING conversations.*
