@@ -222,7 +222,6 @@ class OutboxItem(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         Index("ix_outbox_due", "status", "next_attempt_at"),
-        Index("ix_outbox_ordering", "ordering_key", "id"),
         # Only rows still owed: the claim asks "is an earlier row of this thread still open?" for
         # every due row, and with the done rows in the index that probe grew with each thread's
         # history (1.4 s per claim on PostgreSQL under the relay benchmark).
