@@ -296,9 +296,10 @@ class Database:
         """PostgreSQL: open the pool's kept connections now, all at once.
 
         Opened on demand, they are opened by the first burst of visitors, whose
-        lines wait for each connect, login and asyncpg's type lookups (PostgreSQL
-        logged those lookups at 5-13 ms each in the relay benchmark's first second
-        of load). A failure here is left for the first query to report."""
+        lines wait for each connect and login. (asyncpg still looks up some types
+        on a connection's first use of a statement: 5-15 ms each in PostgreSQL's
+        log in the relay benchmark's first second of load.) A failure here is left
+        for the first query to report."""
         if self.is_sqlite:
             return
         opened = await asyncio.gather(*(self.engine.connect() for _ in range(PG_POOL_KEPT)), return_exceptions=True)
