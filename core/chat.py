@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import events as ev
-from core import webhooks as wh
 from core.agents import get_agent, mark_seen, set_duty, update_agent
 from core.assistant_state import stop_assistant
 from core.conversations import (
@@ -41,8 +40,13 @@ from core.conversations import (
 )
 from core.db import Database
 from core.dedupe import first_time
-from core.destinations import any_push_key, destinations_of
-from core.deliveries import plan_agent_reply, plan_conversation_closed, plan_conversation_started
+from core.destinations import destinations_of
+from core.deliveries import (
+    conversation_start_owes_nothing,
+    plan_agent_reply,
+    plan_conversation_closed,
+    plan_conversation_started,
+)
 from core.events import EventBus
 from core.group_commit import Bulk
 from core.line_batches import Relay, VisitorLine, post_visitor_lines, store_in_chats
@@ -225,13 +229,9 @@ class ChatService:
             return out
         relays: list[Relay] = []
         may_open: set[int] = set()
-        pushes = await any_push_key(session)
         for widget_id in {lines[n][0].widget_id for n in candidates}:
-            destinations = await destinations_of(session, widget_id)
-            relays += [Relay(widget_id, b.id, relay_kind(b.platform)) for b in destinations.bindings]
-            if not pushes and not any(
-                e.enabled and wh.CONVERSATION_STARTED in e.events for e in destinations.endpoints
-            ):
+            relays += [Relay(widget_id, b.id, relay_kind(b.platform)) for b in (await destinations_of(session, widget_id)).bindings]
+            if await conversation_start_owes_nothing(session, widget_id):
                 may_open.add(widget_id)
         plain = [n for n in candidates if lines[n][0].pair in self._chatting or lines[n][0].widget_id in may_open]
         if not plain:

@@ -212,7 +212,7 @@ class Database:
                 # A worker runs up to 32 deliveries at once besides its claims and grouped
                 # writes: a pool of 10 left it opening and closing overflow connections under
                 # load (5 % of its CPU in connect), and so did 16 kept + 8 overflow in the
-                # relay benchmark's opening burst (7 % of the worker's time in connect and
+                # relay benchmark's opening burst (10 % of the worker's samples in connect and
                 # close, and a PostgreSQL backend started for each). All 24 are kept: two
                 # web processes and a worker stay within PostgreSQL's default 100.
                 self.engine = create_async_engine(self.url, echo=echo, pool_size=PG_POOL_KEPT, max_overflow=0)

@@ -82,6 +82,16 @@ async def plan_offline_message(session: AsyncSession, widget: Widget, row: Offli
     return planned
 
 
+async def conversation_start_owes_nothing(session: AsyncSession, widget_id: int) -> bool:
+    """Whether :func:`plan_conversation_started` would plan nothing for a chat of this
+    widget (no subscribed webhook, no push): its first line then owes only its relays,
+    and PostgreSQL opens the chat with the line in one statement (core/line_batches.py)."""
+    if await any_push_key(session):
+        return False
+    endpoints = (await destinations_of(session, widget_id)).endpoints
+    return not wh.subscribed(endpoints, wh.CONVERSATION_STARTED)
+
+
 async def plan_conversation_started(session: AsyncSession, widget: Widget, conv: Conversation, message: Message) -> int:
     """A visitor's first message opened a chat: webhooks and pushes to agents away from the screen."""
     ref = ("conversation", conv.id)

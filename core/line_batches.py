@@ -504,9 +504,9 @@ async def store_in_chats(
     plans only relays.
 
     Answers each line with (what ``post_visitor_message`` would return, how many
-    relays it owes) once committed, or None when it was not stored: no open chat
-    (on another widget), a resend of a stored line, or a line repeating an earlier
-    one's client_id in these lines. Those are for the transactional path, which
+    relays it owes) once committed, or None when it was not stored: no open chat on
+    a widget not in ``may_open``, a resend of a stored line, or a line repeating an
+    earlier one's client_id in these lines. Those are for the transactional path, which
     handles each case.
     """
     taken: set[tuple[Pair, str]] = set()

@@ -169,6 +169,11 @@ async def plan_webhook_event(
     return plan_for_endpoints(session, endpoints, event_type, data, ref=ref, ordered_by=ordered_by)
 
 
+def subscribed(endpoints: Iterable[Any], event_type: str) -> list[Any]:
+    """The enabled ones of ``endpoints`` subscribed to ``event_type``: who gets the event."""
+    return [e for e in endpoints if e.enabled and event_type in (e.events or ())]
+
+
 def plan_for_endpoints(
     session: AsyncSession,
     endpoints: Iterable[Any],
@@ -183,9 +188,7 @@ def plan_for_endpoints(
     assert event_type in EVENT_TYPES, event_type
     planned = 0
     body: str | None = None
-    for endpoint in endpoints:
-        if not endpoint.enabled or event_type not in (endpoint.events or ()):
-            continue
+    for endpoint in subscribed(endpoints, event_type):
         body = body or event_body(event_type, data)
         _plan(session, endpoint, body, event_type, ref, ordered_by)
         planned += 1

@@ -546,3 +546,18 @@ async def test_a_first_line_tries_the_one_statement_store_only_where_it_can_open
     async with db.read() as session:
         kinds = Counter((await session.execute(select(OutboxItem.kind))).scalars())
     assert kinds == {"slack.relay": 3, "webhook.send": 1}
+
+
+async def test_a_first_line_leaves_the_one_statement_store_while_an_agent_takes_pushes(db, chat):
+    """A new chat owes a push to agents with a Pushover key: the transaction opens it."""
+    from core.agents import create_agent
+    from core.models import AgentPushover
+
+    async with db.write() as session:
+        widget = await create_widget(session, {"name": "Pushed"})
+        agent = await create_agent(session, {"name": "Ada", "email": "ada@example.com"})
+        session.add(AgentPushover(agent_id=agent.id, user_key="u" * 30))
+    with statements(db) as first:
+        _c, message, _d = await chat.visitor_message(widget, "newcomer", "hello", client_id="h")
+    assert message.seq == 1
+    assert not any(s.lstrip().startswith("WITH l AS") for s in first)
