@@ -68,7 +68,7 @@ async def test_warm_up_stops_when_the_service_stops(services: Services, caplog: 
         await asyncio.to_thread(model.entered.wait, 10)
         with caplog.at_level(logging.INFO, logger="core.assistant_service"):
             stop.set()
-            await asyncio.wait_for(warming, timeout=1.0)  # not held up by the build at the gate
+            await asyncio.wait_for(warming, timeout=10.0)  # not held up by the build at the gate (60 s)
     finally:
         model.gate.set()
     assert _warm_up_lines(caplog) == []

@@ -169,7 +169,7 @@ class GatedHashing(HashingEmbedder):
 
 async def _index_now(services: Services, cache: IndexCache, widget_id: int) -> Index:
     async with services.db.read() as session:
-        return await asyncio.wait_for(cache.index_now(session, widget_id), timeout=1.0)
+        return await asyncio.wait_for(cache.index_now(session, widget_id), timeout=10.0)  # the gate holds 30 s
 
 
 async def _index_for(services: Services, cache: IndexCache, widget_id: int) -> Index:
