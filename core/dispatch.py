@@ -13,6 +13,12 @@ Outcomes finishing together are recorded together: one write transaction
 ``effects`` such as where a Slack post landed) for all of them. A worker waits
 for nothing to fill a group: while one transaction is in flight, outcomes
 queue for the next, so an idle worker records each at once.
+
+On SQLite claims and records join the process's group commit
+(``Database.write_batched``) instead of taking transactions of their own:
+with ``deskbell run`` they share a COMMIT, and its fsync, with the visitor
+lines written at the same moment. Claims and records were nearly half of
+that process's commits under the relay benchmark (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -23,7 +29,9 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import events as ev
 from core.clock import utcnow
@@ -44,6 +52,7 @@ from core.outbox import (
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Handler = Callable[[OutboxItem], Awaitable[Outcome]]
 # Reads what a batch of claimed rows of one kind will need, in one query, before their
 # handlers run (they read it themselves when it is missing).
@@ -149,11 +158,21 @@ class Dispatcher:
         return {labels(): float(len(self._in_flight))}
 
     # -- claiming ------------------------------------------------------------
-    async def _claim(self, limit: int) -> list[OutboxItem]:
+    async def _transaction(self, fn: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """``fn(session)`` in a write transaction: on SQLite the group commit's, shared
+        with whatever else this process writes at that moment (see the module
+        docstring); on PostgreSQL one of its own. ``fn`` may run twice (alone,
+        after a shared transaction failed), so it decides everything inside."""
+        if self.db.is_sqlite:
+            return await self.db.write_batched(fn)
         async with self.db.write() as session:
-            items = await claim_due(
-                session, kinds=list(self.handlers), limit=limit, now=self.clock(), holder=self.holder, lease=self.lease
-            )
+            return await fn(session)
+
+    async def _claim(self, limit: int) -> list[OutboxItem]:
+        kinds, now = list(self.handlers), self.clock()
+        items = await self._transaction(
+            lambda session: claim_due(session, kinds=kinds, limit=limit, now=now, holder=self.holder, lease=self.lease)
+        )
         # A row of ours whose renewal came late is claimable again; we are still delivering it.
         fresh = [item for item in items if item.id not in self._in_flight]
         for item in fresh:
@@ -245,8 +264,7 @@ class Dispatcher:
                     future.set_result(None)
 
     async def _write_group(self, group: list[Finished]) -> None:
-        async with self.db.write() as session:
-            held = await record_many(session, group, self.holder)
+        held = await self._transaction(lambda session: record_many(session, group, self.holder))
         self._record_txns.inc()
         self._note_lost(f.item for f in group if f.item.id not in held)
 

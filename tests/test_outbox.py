@@ -395,3 +395,54 @@ async def test_a_claim_asks_only_open_rows_whether_an_earlier_one_of_its_key_is_
             await raw.execute("UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = 'outbox'::regclass")
             plan = [row[0] for row in await raw.fetch("EXPLAIN " + statement, *parameters)]
     assert any("ix_outbox_open_ordering" in line for line in plan), plan
+
+
+
+async def test_on_sqlite_claims_and_records_share_the_commit_of_writes_made_with_them(db: Database):
+    """``deskbell run`` on SQLite: the worker's claim and its record of outcomes join the
+    group commit of the lines written at the same moment (one COMMIT and fsync for all);
+    on PostgreSQL they keep transactions of their own (another process, another lane)."""
+    gate = asyncio.Event()
+
+    async def handler(item: OutboxItem) -> Outcome:
+        await gate.wait()
+        return Outcome(True)
+
+    async def line(session) -> None:  # type: ignore[no-untyped-def]
+        enqueue(session, "line", {})  # a kind nobody here delivers
+
+    async def busy_committer(*concurrent):  # type: ignore[no-untyped-def]
+        """Run ``concurrent`` while a batch is being written: what they submit queues for the next one."""
+        held = asyncio.Event()
+
+        async def slow(session) -> None:  # type: ignore[no-untyped-def]
+            await held.wait()
+
+        writing = asyncio.create_task(db.write_batched(slow))
+        await asyncio.sleep(0)
+        tasks = [asyncio.ensure_future(c) for c in concurrent]
+        await asyncio.sleep(0.05)
+        held.set()
+        await writing
+        return await asyncio.gather(*tasks)
+
+    dispatcher = Dispatcher(db, clock=Clock(), batch=5)
+    dispatcher.register("test", handler)
+    await _enqueue(db, n=3)
+    await db.write_batched(line)  # the group committer exists; its counts start here
+    stats = db.group_commit.stats  # type: ignore[union-attr]
+    before = (stats.batches, stats.writes)
+    claimed, _ = await busy_committer(dispatcher._claim(5), db.write_batched(line))
+    assert len(claimed) == 3
+    deliveries = [asyncio.create_task(dispatcher._deliver(item)) for item in claimed]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await busy_committer(db.write_batched(line), *deliveries)
+    if db.is_sqlite:  # a slow batch, then the claim with a line; a slow batch, then the outcomes with a line
+        assert (stats.batches - before[0], stats.writes - before[1]) == (4, 6)
+    else:  # the claim and the outcomes went on their own
+        assert (stats.batches - before[0], stats.writes - before[1]) == (4, 4)
+    items = await _items(db)
+    assert all(i.claimed_by is None for i in items)
+    assert sorted(i.kind for i in items) == ["line"] * 3 + ["test"] * 3
+    assert {i.status for i in items if i.kind == "test"} == {"done"}
