@@ -16,7 +16,6 @@ from collections.abc import Callable
 from datetime import datetime
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.agents import agent_state
@@ -25,8 +24,9 @@ from core.bindings import bindings_for_widget
 from core.clock import iso, utcnow
 from core.db import Database
 from core.models import Agent, Widget, WidgetPresence
-from core.outbox import enqueue
+from core.outbox import enqueue, insert_new
 from core.status import ScheduleCache, widget_settings
+from core.write_each import write_each
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,11 @@ class AwayAlertRunner:
         """Record status changes; return how many alert rows were planned."""
         now = self.clock()
         async with self.db.read() as session:
-            widgets = list((await session.execute(select(Widget))).scalars())
+            # In id order: two workers lock widgets' rows in one order, so neither waits for the other's.
+            widgets = list((await session.execute(select(Widget).order_by(Widget.id))).scalars())
             agents = [agent_state(a) for a in (await session.execute(select(Agent))).scalars()]
             known = {p.widget_id: p.online for p in (await session.execute(select(WidgetPresence))).scalars()}
-        planned = 0
+        changed: list[tuple[Widget, bool | None, WidgetStatus, bool]] = []
         for widget in widgets:
             try:
                 schedule = self._schedules.get(widget)
@@ -89,11 +90,13 @@ class AwayAlertRunner:
             was = known.get(widget.id)
             if was is not None and was == status.online:
                 continue
-            try:
-                async with self.db.write() as session:
-                    planned += await self._record(session, widget, was, status, schedule is not None, now)
-            except Exception:
-                log.exception("recording the status of widget %s failed; the next run tries again", widget.id)
+            changed.append((widget, was, status, schedule is not None))
+
+        def failed(change: tuple[Widget, bool | None, WidgetStatus, bool], _exc: Exception) -> None:
+            log.exception("recording the status of widget %s failed; the next run tries again", change[0].id)
+
+        recorded = await write_each(self.db, changed, lambda session, c: self._record(session, *c, now), failed)
+        planned = sum(n for _, n in recorded)
         if planned and self.on_enqueued is not None:
             self.on_enqueued()
         return planned
@@ -102,12 +105,8 @@ class AwayAlertRunner:
         self, session: AsyncSession, widget: Widget, was: bool | None, status: WidgetStatus, has_schedule: bool, now: datetime
     ) -> int:
         if was is None:  # first sight of this widget: remember, nothing to compare with
-            try:
-                async with session.begin_nested():
-                    session.add(WidgetPresence(widget_id=widget.id, online=status.online, changed_at=now))
-                    await session.flush()
-            except IntegrityError:
-                pass  # another worker saw it first
+            row = {"widget_id": widget.id, "online": status.online, "changed_at": now}
+            await insert_new(session, WidgetPresence.__table__, [row])  # skipped if another worker saw it first
             return 0
         result = await session.execute(
             update(WidgetPresence)

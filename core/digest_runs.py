@@ -30,6 +30,7 @@ from core.mail import plan_digest_emails
 from core.models import Digest, OfflineMessage, Widget, WidgetNotifySettings
 from core.notify_settings import digest_schedule, values_of
 from core.outbox import enqueue
+from core.write_each import write_each
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +121,9 @@ class DigestRunner:
     async def _due(self, now: datetime) -> list[tuple[int, datetime]]:
         async with self.db.read() as session:
             rows = await session.execute(
-                select(Widget, WidgetNotifySettings).outerjoin(
-                    WidgetNotifySettings, WidgetNotifySettings.widget_id == Widget.id
-                )
+                select(Widget, WidgetNotifySettings)
+                .outerjoin(WidgetNotifySettings, WidgetNotifySettings.widget_id == Widget.id)
+                .order_by(Widget.id)  # two workers lock widgets' rows in one order: no deadlock
             )
             latest = dict(
                 (await session.execute(select(Digest.widget_id, func.max(Digest.period_end)).group_by(Digest.widget_id))).all()
@@ -138,22 +139,20 @@ class DigestRunner:
     async def run_once(self) -> list[Digest]:
         """Send every digest due now; returns those this call wrote."""
         now = self.clock()
-        sent: list[Digest] = []
-        for widget_id, at in await self._due(now):
-            try:
-                async with self.db.write() as session:
-                    widget = await session.get(Widget, widget_id)
-                    if widget is None:
-                        continue
-                    values = values_of(await session.get(WidgetNotifySettings, widget_id))
-                    digest = await send_digest(session, widget, values, at)
-            except IntegrityError:
-                continue  # lost the race at commit time (PostgreSQL): the other worker sent it
-            except Exception:
-                log.exception("digest for widget %s failed; the next run tries again", widget_id)
-                continue
-            if digest is not None:
-                sent.append(digest)
+
+        async def send(session: AsyncSession, due: tuple[int, datetime]) -> Digest | None:
+            widget_id, at = due
+            widget = await session.get(Widget, widget_id)
+            if widget is None:
+                return None
+            values = values_of(await session.get(WidgetNotifySettings, widget_id))
+            return await send_digest(session, widget, values, at)
+
+        def failed(due: tuple[int, datetime], exc: Exception) -> None:
+            if not isinstance(exc, IntegrityError):  # lost the race at commit time (PostgreSQL): the other worker sent it
+                log.exception("digest for widget %s failed; the next run tries again", due[0])
+
+        sent = [digest for _, digest in await write_each(self.db, await self._due(now), send, failed) if digest is not None]
         if any(d.message_count for d in sent) and self.on_enqueued is not None:
             self.on_enqueued()
         return sent
