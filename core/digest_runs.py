@@ -9,6 +9,10 @@ finds the latest due instant has no row yet and sends it, once.
 
 Empty periods still get a row (so the next digest starts from there) but
 send nothing: "0 messages" every morning would teach people to ignore it.
+A period that ended before the widget was created is not due at all: a new
+widget's first digest is its first period's end, covering the time since
+it was created (600 widgets created at once wrote 600 empty rows at the
+next minute otherwise).
 """
 
 from __future__ import annotations
@@ -132,7 +136,9 @@ class DigestRunner:
             for widget, row in rows:
                 values = values_of(row)
                 at = last_due_at(digest_schedule(widget, values), now)
-                if at is not None and (latest.get(widget.id) is None or latest[widget.id] < at):
+                if at is None or at <= widget.created_at:
+                    continue  # no period ended since the widget exists: nothing can be in one
+                if latest.get(widget.id) is None or latest[widget.id] < at:
                     due.append((widget.id, at))
         return due
 

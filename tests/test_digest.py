@@ -242,3 +242,19 @@ async def test_the_worker_scheduler_runs_the_catch_up_at_start_then_every_minute
     stop.set()
     await asyncio.wait_for(task, timeout=5)
     assert len(calls) == 1
+
+
+async def test_a_new_widget_owes_no_digest_for_a_period_that_ended_before_it_existed(services):
+    widget = await add_widget(services, notify_emails=["boss@shop.example"])
+    async with services.db.write() as session:
+        w = await get_widget(session, widget.id)
+        w.created_at = berlin(2026, 11, 25, 10, 0)  # after the 09:00 digest of that day
+        await update_settings(session, w, {"digest_timezone": "Europe/Berlin"})
+        await bind_channel(session, widget.id, "slack", workspace_id="T1", channel_id="C1", channel_name="support")
+    runner = DigestRunner(services.db, clock=Clock(berlin(2026, 11, 25, 10, 5)))
+    assert await runner.run_once() == []
+    assert await _digests(services.db) == []
+    await _offline(services, widget, berlin(2026, 11, 25, 12, 0))
+    runner.clock = Clock(berlin(2026, 11, 26, 9, 0))
+    [digest] = await runner.run_once()  # the first period: from the day before, so since creation
+    assert (digest.period_start, digest.period_end, digest.message_count) == (berlin(2026, 11, 25, 9), berlin(2026, 11, 26, 9), 1)
