@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from sqlalchemy import Table, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.assistant_state import assistant_answering
+from core.assistant_state import assistant_answering, may_be_answering
 from core.bindings import mark_broken, thread_for
 from core.db import Database
 from core.dispatch import Dispatcher
@@ -49,7 +49,10 @@ class ChannelRelay(ABC):
         self.public_url = public_url  # for links in digests
         # Lines of claimed relays, read together at the claim (:meth:`prefetch_replies`),
         # by (message id, binding id); each is taken, or dropped, when its delivery runs.
+        # A line whose chat has a thread on the binding is a reply; the first line of a
+        # chat comes with the full context its thread's root needs.
         self._replies: dict[tuple[int, int], ThreadReply] = {}
+        self._contexts: dict[tuple[int, int], RelayContext] = {}
 
     def handlers(self) -> dict[str, Callable[[OutboxItem], Awaitable[Outcome]]]:
         return {f"{self.platform}.{kind}": self._handler(getattr(self, f"_{kind}")) for kind in KINDS}
@@ -62,10 +65,15 @@ class ChannelRelay(ABC):
             dispatcher.register(kind, handler, prefetch=self.prefetch_replies if kind == relay else None)
 
     async def prefetch_replies(self, items: list[OutboxItem]) -> None:
-        """The lines of a claimed batch of relays whose chats have their thread already, in one
-        query: otherwise each line's delivery reads its own (a session per line was the
-        worker's largest database cost at 300 lines/s)."""
+        """What a claimed batch of relays needs, in one session and at most three queries:
+        the lines whose chats have their thread already; the full context of the others
+        (a chat's first line: its root shows the chat); the bindings not kept yet.
+        Otherwise each delivery reads its own: a session per line was the worker's largest
+        database cost at 300 lines/s, and when every visitor opened a chat at once, reading
+        each line's context and each new binding alone took half the relay's time."""
         wanted = {_reply_key(item.payload) for item in items}
+        unknown = sorted({b for _, b in wanted if self.db.destinations.binding(b) is None})
+        generation = self.db.destinations.generation
         async with self.db.read() as session:
             rows = await session.execute(
                 _THREAD_REPLIES,
@@ -75,6 +83,18 @@ class ChannelRelay(ABC):
                 key = (fields[0], binding_id)
                 if key in wanted:
                     self._replies[key] = ThreadReply(*fields)
+            first_lines = {key for key in wanted if key not in self._replies}
+            if first_lines:
+                found = await session.execute(_CONTEXTS, {"message_ids": sorted({m for m, _ in first_lines})})
+                contexts = {message.id: (conv, message, widget, claimed_by) for conv, message, widget, claimed_by in found}
+                for message_id, binding_id in first_lines:
+                    if message_id in contexts:  # no thread on the binding: the batch's first query says so
+                        conv, message, widget, claimed_by = contexts[message_id]
+                        self._contexts[(message_id, binding_id)] = RelayContext(conv, message, widget, None, claimed_by)
+            if unknown:
+                bindings = (await session.execute(select(ChannelBinding).where(ChannelBinding.id.in_(unknown)))).scalars()
+                for binding in bindings:
+                    self.db.destinations.keep_binding(binding, generation)
 
     async def relay_line(
         self, payload: dict[str, Any], binding_id: int
@@ -83,11 +103,19 @@ class ChannelRelay(ABC):
         found its chat's thread on the binding (the common case), else ``(None, context,
         assistant)``: the full context, and whether the assistant answers the chat (its
         thread's root then offers "Take over"). A chat whose thread the batch read did not
-        find has none yet, so no second light look is made; the full context also serves
-        a line whose batch read failed (it holds the thread, if there is one)."""
-        reply = self._replies.pop(_reply_key(payload), None) if self._replies else None
+        find has none yet: its context was read with the batch too. The full context is
+        read here only for a line whose batch read failed or missed it (then it holds the
+        thread, if there is one)."""
+        key = _reply_key(payload)
+        reply = self._replies.pop(key, None) if self._replies else None
         if reply is not None:
             return reply, None, False
+        ctx = self._contexts.pop(key, None) if self._contexts else None
+        if ctx is not None and int(payload["conversation_id"]) == ctx.conv.id:  # read with the claim: no thread yet
+            if not may_be_answering(ctx.conv, ctx.widget):
+                return None, ctx, False
+            async with self.db.read() as session:
+                return None, ctx, await assistant_answering(session, ctx.conv, ctx.widget)
         async with self.db.read() as session:
             ctx = await relay_context(session, payload, binding_id)
             assistant = ctx.thread is None and await assistant_answering(session, ctx.conv, ctx.widget)
@@ -129,8 +157,10 @@ class ChannelRelay(ABC):
         try:
             return await self._guarded_work(item, work)
         finally:
-            if item.kind.endswith(".relay") and self._replies:
-                self._replies.pop(_reply_key(item.payload), None)  # not taken: the binding went away...
+            if item.kind.endswith(".relay") and (self._replies or self._contexts):
+                key = _reply_key(item.payload)  # not taken: the binding went away...
+                self._replies.pop(key, None)
+                self._contexts.pop(key, None)
 
     async def _guarded_work(self, item: OutboxItem, work: Work) -> Outcome:
         try:
@@ -241,6 +271,18 @@ _THREAD_REPLIES = (
         Message.id.in_(bindparam("message_ids", expanding=True)),
         ThreadLink.binding_id.in_(bindparam("binding_ids", expanding=True)),
     )
+)
+
+
+# The full context of lines whose chats have no thread on their binding yet (see
+# RelayContext), built once like the query above.
+_CONTEXTS = (
+    select(Conversation, Message, Widget, Agent.name)
+    .select_from(Message)
+    .join(Conversation, Conversation.id == Message.conversation_id)
+    .join(Widget, Widget.id == Conversation.widget_id)
+    .outerjoin(Agent, Agent.id == Conversation.claimed_by)
+    .where(Message.id.in_(bindparam("message_ids", expanding=True)))
 )
 
 

@@ -48,11 +48,17 @@ async def assistant_speaks(session: AsyncSession, conversation_id: int) -> bool:
     return status in (None, ACTIVE)
 
 
+def may_be_answering(conv: Conversation, widget: Widget) -> bool:
+    """False when the assistant surely does not answer in the chat (no query needed): it is
+    closed or claimed, or its widget has the assistant off."""
+    return conv.status == "open" and conv.claimed_by is None and widget.ai_enabled
+
+
 async def assistant_answering(session: AsyncSession, conv: Conversation, widget: Widget) -> bool:
     """Whether a chat's thread root should offer "Take over": the chat is open and unclaimed, its
     widget has the assistant on, the assistant was asked to answer in it (an ``ai.reply`` was
     planned, possibly not yet handled) and nobody has silenced it since."""
-    if conv.status != "open" or conv.claimed_by is not None or not widget.ai_enabled:
+    if not may_be_answering(conv, widget):
         return False
     status = (
         await session.execute(select(AssistantThread.status).where(AssistantThread.conversation_id == conv.id))

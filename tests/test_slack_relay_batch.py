@@ -70,3 +70,29 @@ async def test_a_line_read_at_the_claim_is_dropped_when_its_channel_goes_before_
         async with services.db.read() as session:
             row = await session.get(OutboxItem, item.id)
         assert row is not None and row.status == "dead" and "removed" in (row.last_error or "")
+
+
+async def test_the_first_lines_of_chats_on_new_channels_are_read_with_their_claim(services, aiohttp_client, aiohttp_server):
+    """When every visitor opens a chat at once, each first line needs its chat's full context
+    for the thread's root, and each channel's binding: read for the claimed batch, three
+    queries in all, not two per line."""
+    async with slack_rig(services, aiohttp_client, aiohttp_server, run_dispatcher=False) as rig:
+        for i in range(4):
+            widget = await add_widget(services, name=f"Shop {i}")
+            await rig.bind(widget.id, f"C0SHOP{i}", f"shop-{i}")
+            await (await Visitor.connect(rig.client, widget.key)).say(f"first line of shop {i}", "c1")
+        services.db.destinations.drop()  # the bindings are new to the worker
+        with statements(services.db) as seen:
+            assert await rig.dispatcher.run_once() == 4
+        selects = [s for s in seen if s.startswith("SELECT")]
+        contexts = [s for s in selects if "FROM messages JOIN conversations" in s]
+        per_line = [s for s in selects if "FROM conversations JOIN messages" in s]
+        bindings = [s for s in selects if "FROM channel_bindings" in s]
+        assert (len(contexts), len(per_line), len(bindings)) == (1, 0, 1)
+        for i in range(4):
+            [root] = rig.fake.posts(f"C0SHOP{i}")
+            assert f"first line of shop {i}" in str(root) and "Shop %d" % i in str(root)
+        assert rig.adapter.relay._contexts == {}
+        async with services.db.read() as session:
+            statuses = (await session.execute(select(OutboxItem.status))).scalars().all()
+        assert set(statuses) == {"done"}
