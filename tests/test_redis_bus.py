@@ -82,3 +82,42 @@ async def _wait_for(condition: Any, timeout: float = 5.0) -> None:
     while not condition():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.01)
+
+
+async def test_a_process_hears_only_the_events_it_has_handlers_for(redis_url: str) -> None:
+    """A worker has no visitor sockets: the visitors' lines, 300 a second under load, must not
+    reach it. Each event name travels on its own channel; a name subscribed after the
+    bus started is heard from then on."""
+    channel = f"test{os.getpid()}:bus-names"
+    sender, worker = RedisBus(redis_url, channel=channel), RedisBus(redis_url, channel=channel)
+    wakes: list[int] = []
+    changes: list[int] = []
+
+    async def on_wake(_name: str, data: dict[str, Any]) -> None:
+        wakes.append(data["i"])
+
+    async def on_change(_name: str, data: dict[str, Any]) -> None:
+        changes.append(data["i"])
+
+    worker.subscribe("outbox.enqueued", on_wake)
+    try:
+        await worker.start()
+        await sender.start()
+        for i in range(10):
+            await sender.publish("message.created", {"i": i})
+        await sender.publish("outbox.enqueued", {"i": 1})
+        await _wait_for(lambda: wakes == [1])
+        assert worker.heard == 1  # not the ten lines
+        worker.subscribe("widget.changed", on_change)  # late, as the web's hubs do
+        for attempt in range(50):  # until Redis has the late subscription (another connection)
+            await sender.publish("widget.changed", {"i": attempt})
+            await asyncio.sleep(0.02)
+            if changes:
+                break
+        await sender.publish("message.created", {"i": 10})
+        await sender.publish("outbox.enqueued", {"i": 2})
+        await _wait_for(lambda: wakes == [1, 2])
+        assert changes and worker.heard == 2 + len(changes)
+    finally:
+        await sender.close()
+        await worker.close()

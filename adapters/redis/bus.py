@@ -10,6 +10,14 @@ group commit, each announcing itself) go to Redis in one pipeline: one
 write instead of one per event, for this process and for Redis, and the
 subscribers are woken once for the lot. Under CPU contention every write
 to another process was a chance to be descheduled (bench/RESULTS.md).
+
+Each event name has its own channel (``{channel}:{name}``), and a process
+subscribes to the names it has handlers for: a worker has no visitor
+sockets, so it does not hear the visitors' lines (a tenth of its CPU went
+to reading and dropping them, 300 a second in the relay benchmark). It also
+listens on ``{channel}`` itself, which nobody publishes to: that
+subscription's confirmation after a dropped connection is the signal to
+resync.
 """
 
 from __future__ import annotations
@@ -36,14 +44,18 @@ LOCAL_ONLY = {ev.RESYNC}
 
 
 class _PublishBatch:
-    """Events waiting for the end of this turn of the event loop, and the future their
-    publishers wait on."""
+    """Events waiting for the end of this turn of the event loop, as (channel, payload), and
+    the future their publishers wait on."""
 
     __slots__ = ("payloads", "sent")
 
     def __init__(self, sent: "asyncio.Future[None]") -> None:
-        self.payloads: list[str] = []
+        self.payloads: list[tuple[str, str]] = []
         self.sent = sent
+
+
+def _text(value: Any) -> Any:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class RedisBus:
@@ -58,9 +70,29 @@ class RedisBus:
         self.connected = False
         self._outgoing: _PublishBatch | None = None
         self._sending: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+        self._names: set[str] = set()  # event names this process has handlers for
+        self._pubsub: Any = None  # the listening subscription, while it runs
+        self.heard = 0  # events read from Redis, this process's own included (tests look at it)
+
+    def channel_of(self, name: str) -> str:
+        """The channel events called ``name`` travel on."""
+        return f"{self.channel}:{name}"
 
     def subscribe(self, name: str, handler: Handler) -> None:
         self.local.subscribe(name, handler)
+        if name in LOCAL_ONLY or name in self._names:
+            return
+        self._names.add(name)
+        if self._pubsub is not None:  # listening already: add the channel now
+            task = asyncio.ensure_future(self._subscribe_late(self._pubsub, name))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _subscribe_late(self, pubsub: Any, name: str) -> None:
+        try:
+            await pubsub.subscribe(self.channel_of(name))
+        except (RedisError, OSError) as exc:  # the reconnect subscribes to every name again
+            log.warning("redis subscribe to %s failed (%s); retried on reconnect", name, type(exc).__name__)
 
     async def publish(self, name: str, data: dict[str, Any]) -> None:
         await self.local.publish(name, data)
@@ -68,9 +100,9 @@ class RedisBus:
             return
         payload = json.dumps({"o": self.origin, "n": name, "d": data}, separators=(",", ":"), default=str)
         # Shielded: a caller cancelled while waiting must not cancel the others' send.
-        await asyncio.shield(self._queue(payload))
+        await asyncio.shield(self._queue((self.channel_of(name), payload)))
 
-    def _queue(self, payload: str) -> Awaitable[None]:
+    def _queue(self, payload: tuple[str, str]) -> Awaitable[None]:
         """Add ``payload`` to this turn's batch (opening one if needed); done once it is sent."""
         batch = self._outgoing
         if batch is None:
@@ -91,11 +123,11 @@ class RedisBus:
     async def _send(self, batch: "_PublishBatch") -> None:
         try:
             if len(batch.payloads) == 1:
-                await self.redis.publish(self.channel, batch.payloads[0])
+                await self.redis.publish(*batch.payloads[0])
             else:
                 async with self.redis.pipeline(transaction=False) as pipe:
-                    for payload in batch.payloads:
-                        pipe.publish(self.channel, payload)
+                    for channel, payload in batch.payloads:
+                        pipe.publish(channel, payload)
                     await pipe.execute()
         except (RedisError, OSError) as exc:
             # The change is committed; other processes' widgets catch up on resync.
@@ -116,12 +148,13 @@ class RedisBus:
         while True:
             pubsub = self.redis.pubsub()
             try:
-                await pubsub.subscribe(self.channel)
+                self._pubsub = pubsub  # first: a name subscribed while this runs is added late, not lost
+                await pubsub.subscribe(self.channel, *(self.channel_of(name) for name in sorted(self._names)))
                 while True:
                     msg = await pubsub.get_message(timeout=5.0)
                     if msg is None:
                         continue
-                    if msg.get("type") == "subscribe":
+                    if msg.get("type") == "subscribe" and _text(msg.get("channel")) == self.channel:
                         # redis-py re-subscribes by itself after a dropped connection;
                         # every confirmation after the first means events may be lost.
                         self.connected = True
@@ -140,10 +173,12 @@ class RedisBus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
             finally:
+                self._pubsub = None
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
 
     async def _dispatch(self, raw: bytes) -> None:
+        self.heard += 1
         try:
             event = json.loads(raw)
             if event["o"] == self.origin:
