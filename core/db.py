@@ -109,6 +109,27 @@ def _sqlite_creator(url: str) -> Callable[[], Awaitable[Any]]:
     return create
 
 
+# Array types the bulk statements bind (core/line_batches.py) that asyncpg has no built-in
+# codec for: it looks each up with a recursive catalogue query on a connection's first
+# statement using it, 4-20 ms (PostgreSQL's log), and every connection did so at the first
+# burst of visitors (28 lookups in the relay benchmark's first second of load).
+_LOOKED_UP_ARRAYS = "SELECT CAST(NULL AS BIGINT[]), CAST(NULL AS BOOLEAN[])"
+
+
+def _learn_types_on_connect(engine: AsyncEngine) -> None:
+    """Have each new PostgreSQL connection look those types up as it opens, not in a
+    visitor's write (with :meth:`Database.fill_pool`, before the process serves)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(_LOOKED_UP_ARRAYS)
+            cursor.fetchall()
+        finally:
+            cursor.close()
+
+
 def _ping_when_idle(engine: AsyncEngine) -> None:
     """Check a pooled PostgreSQL connection before use only if it sat idle for a while.
 
@@ -217,6 +238,7 @@ class Database:
                 # web processes and a worker stay within PostgreSQL's default 100.
                 self.engine = create_async_engine(self.url, echo=echo, pool_size=PG_POOL_KEPT, max_overflow=0)
                 _ping_when_idle(self.engine)
+                _learn_types_on_connect(self.engine)
                 self._write_engine = self.engine
                 # Reads need no transaction: under READ COMMITTED every statement sees its own
                 # snapshot anyway, and BEGIN and ROLLBACK were two of a read's three round trips.
@@ -296,10 +318,9 @@ class Database:
         """PostgreSQL: open the pool's kept connections now, all at once.
 
         Opened on demand, they are opened by the first burst of visitors, whose
-        lines wait for each connect and login. (asyncpg still looks up some types
-        on a connection's first use of a statement: 5-15 ms each in PostgreSQL's
-        log in the relay benchmark's first second of load.) A failure here is left
-        for the first query to report."""
+        lines wait for each connect, login and type look-up (see
+        :data:`_LOOKED_UP_ARRAYS`). A failure here is left for the first query
+        to report."""
         if self.is_sqlite:
             return
         opened = await asyncio.gather(*(self.engine.connect() for _ in range(PG_POOL_KEPT)), return_exceptions=True)
