@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+
+import redis.asyncio as aioredis
 
 from adapters.redis.bus import RedisBus
 
@@ -121,3 +124,24 @@ async def test_a_process_hears_only_the_events_it_has_handlers_for(redis_url: st
     finally:
         await sender.close()
         await worker.close()
+
+
+async def test_events_of_a_process_of_the_earlier_version_are_still_heard(redis_url: str) -> None:
+    """Before one channel per name, every event went to the bus's channel itself: during
+    an upgrade the newer processes still hear the older ones there."""
+    channel = f"test{os.getpid()}:bus-upgrade"
+    bus = RedisBus(redis_url, channel=channel)
+    got: list[dict[str, Any]] = []
+
+    async def on_change(_name: str, data: dict[str, Any]) -> None:
+        got.append(data)
+
+    bus.subscribe("widget.changed", on_change)
+    old = aioredis.Redis.from_url(redis_url)
+    try:
+        await bus.start()
+        await old.publish(channel, json.dumps({"o": "an-older-process", "n": "widget.changed", "d": {"widget_id": 7}}))
+        await _wait_for(lambda: got == [{"widget_id": 7}])
+    finally:
+        await old.aclose()
+        await bus.close()

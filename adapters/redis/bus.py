@@ -15,9 +15,9 @@ Each event name has its own channel (``{channel}:{name}``), and a process
 subscribes to the names it has handlers for: a worker has no visitor
 sockets, so it does not hear the visitors' lines (a tenth of its CPU went
 to reading and dropping them, 300 a second in the relay benchmark). It also
-listens on ``{channel}`` itself, which nobody publishes to: that
-subscription's confirmation after a dropped connection is the signal to
-resync.
+listens on ``{channel}`` itself, where earlier versions published every
+event (so it hears them during an upgrade); that subscription's
+confirmation after a dropped connection is the signal to resync.
 """
 
 from __future__ import annotations
