@@ -15,13 +15,12 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from core import validation as v
 from core.clock import iso, utcnow
 from core.errors import Conflict, NotFound, ValidationFailed
-from core.models import Agent, Conversation, Message, Widget
+from core.models import Agent, Conversation, Message, Widget, detached
 from core.relay import MAX_TEXT, classify_agent_text
 
 SENDERS = ("visitor", "agent", "bot", "system")
@@ -170,25 +169,6 @@ def _statement(name: str, dialect: str) -> Any:
             query = _insert_statement(dialect, on_conflict=name == "insert_once")
         _STATEMENTS[key] = query
     return query
-
-
-def detached(cls: Any, row: Any) -> Any:
-    """An ORM object for a row just written and returned by RETURNING, outside any session.
-
-    Cheaper than loading it through the ORM (measured: about half the cost
-    of the statement) and safe to share: a later line of the same chat in
-    the same transaction gets its own object, not a refreshed shared one.
-    The values go straight into the instance's dict, as loading does: the
-    mapped constructor sets each through its instrumented attribute, with
-    change tracking that ``make_transient_to_detached`` then discards (25 µs
-    against 9 µs per message here; a tenth of the web's statement path).
-    """
-    if row is None:
-        return None
-    obj = cls._sa_class_manager.new_instance()
-    obj.__dict__.update(row if isinstance(row, dict) else row._mapping)
-    make_transient_to_detached(obj)
-    return obj
 
 
 async def _reserve_in_open_conversation(

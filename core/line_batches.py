@@ -40,9 +40,9 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utcnow
-from core.conversations import Posted, VisitorContext, detached
+from core.conversations import Posted, VisitorContext
 from core.fanout import RELAY_ORDERING_PREFIX
-from core.models import Conversation, Message
+from core.models import Conversation, Message, detached
 
 __all__ = ["LinesNotBulk", "Relay", "VisitorLine", "post_visitor_lines", "store_in_chats"]
 

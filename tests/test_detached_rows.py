@@ -1,4 +1,4 @@
-"""Rows just written, as ORM objects outside any session (core/conversations.py ``detached``)."""
+"""Rows just written, as ORM objects outside any session (core/models.py ``detached``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import pytest
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.exc import DetachedInstanceError
 
-from core.conversations import detached
-from core.models import Message
+from core.models import Message, detached
 
 ROW = {
     "id": 5, "conversation_id": 3, "seq": 7, "sender": "visitor", "author": None, "text": "hello",
