@@ -405,6 +405,40 @@ async def test_a_burst_of_lines_wakes_the_dispatcher_a_few_times_after_the_last_
     assert wakes[-1] == 30  # the last wake-up came after every row was committed
 
 
+async def test_lines_that_keep_coming_wake_the_dispatcher_at_a_pace_the_first_at_once(db, widget, monkeypatch):
+    """A steady stream of lines (each committed alone) wakes the dispatcher at most once per
+    WAKE_EVERY_S, not once per line; the first line's wake-up is not delayed, and the last
+    wake-up comes after the last commit."""
+    from core import chat as chat_module
+    from core import events as ev
+
+    monkeypatch.setattr(chat_module, "WAKE_EVERY_S", 0.05)
+    bus = LocalBus()
+    chat = ChatService(db, bus)
+    wakes: list[float] = []
+
+    async def woken(_name: str, _data: dict[str, Any]) -> None:
+        wakes.append(asyncio.get_running_loop().time())
+
+    bus.subscribe(ev.OUTBOX_ENQUEUED, woken)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await chat.visitor_message(widget, "v0", "first", client_id="c0")
+    await asyncio.sleep(0.01)  # the wake-up goes out in a task of its own
+    await bus.drain()
+    assert len(wakes) == 1 and wakes[0] - started < 0.05  # at once
+    lines = 1
+    while loop.time() - started < 0.3:
+        await chat.visitor_message(widget, f"v{lines}", "hi", client_id="c")
+        lines += 1
+    last_commit = loop.time()
+    await asyncio.sleep(0.15)
+    await bus.drain()
+    assert lines >= 10, lines  # enough lines to tell a pace from one wake-up per line
+    assert 2 <= len(wakes) <= 0.3 / 0.05 + 2, (len(wakes), lines)
+    assert wakes[-1] >= last_commit
+
+
 async def test_lines_written_together_keep_every_character(db, widget, chat):
     """The bulk statements carry text as arrays (JSON rows on SQLite): nothing may be lost or changed."""
     await open_chats(chat, widget, 1)  # one visitor: one lane on PostgreSQL too, so one batch
