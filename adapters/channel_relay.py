@@ -92,9 +92,7 @@ class ChannelRelay(ABC):
                         conv, message, widget, claimed_by = contexts[message_id]
                         self._contexts[(message_id, binding_id)] = RelayContext(conv, message, widget, None, claimed_by)
             if unknown:
-                bindings = (await session.execute(select(ChannelBinding).where(ChannelBinding.id.in_(unknown)))).scalars()
-                for binding in bindings:
-                    self.db.destinations.keep_binding(binding, generation)
+                await self._read_bindings(session, unknown, generation)
 
     async def relay_line(
         self, payload: dict[str, Any], binding_id: int
@@ -198,15 +196,22 @@ class ChannelRelay(ABC):
         generation = cache.generation
         wanted = [binding_id, *(i for i in cache.stale_bindings(STALE_BINDINGS_READ_TOGETHER) if i != binding_id)]
         async with self.db.read() as session:
-            found = {b.id: b for b in (await session.execute(select(ChannelBinding).where(ChannelBinding.id.in_(wanted)))).scalars()}
-        for other in wanted:
-            if other in found:
-                cache.keep_binding(found[other], generation)
-            else:
-                cache.forget_binding(other)
+            found = await self._read_bindings(session, wanted, generation)
         if binding_id not in found:
             raise NotFound(f"no channel binding with id {binding_id}")
         return found[binding_id]
+
+    async def _read_bindings(self, session: AsyncSession, ids: list[int], generation: int) -> dict[int, ChannelBinding]:
+        """Read bindings ``ids`` in one query and keep them (the cache's ``generation`` when
+        the read began); ids no longer bound are forgotten."""
+        cache = self.db.destinations
+        found = {b.id: b for b in (await session.execute(select(ChannelBinding).where(ChannelBinding.id.in_(ids)))).scalars()}
+        for binding_id in ids:
+            if binding_id in found:
+                cache.keep_binding(found[binding_id], generation)
+            else:
+                cache.forget_binding(binding_id)
+        return found
 
     async def _set_broken(self, binding_id: int, detail: str) -> None:
         async with self.db.write() as session:

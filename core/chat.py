@@ -237,8 +237,9 @@ class ChatService:
         relays: list[Relay] = []
         may_open: set[int] = set()
         for widget_id in {lines[n][0].widget_id for n in candidates}:
-            relays += [Relay(widget_id, b.id, relay_kind(b.platform)) for b in (await destinations_of(session, widget_id)).bindings]
-            if await conversation_start_owes_nothing(session, widget_id):
+            destinations = await destinations_of(session, widget_id)
+            relays += [Relay(widget_id, b.id, relay_kind(b.platform)) for b in destinations.bindings]
+            if await conversation_start_owes_nothing(session, destinations):
                 may_open.add(widget_id)
         plain = [n for n in candidates if lines[n][0].pair in self._chatting or lines[n][0].widget_id in may_open]
         if not plain:

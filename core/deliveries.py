@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import webhooks as wh
 from core.clock import utcnow
 from core.conversations import conversation_to_json, message_to_json
-from core.destinations import any_push_key, destinations_of
+from core.destinations import Destinations, any_push_key, destinations_of
 from core.digests import first_line
 from core.errors import Conflict, NotFound
 from core.fanout import plan_offline_message_channel_posts
@@ -82,14 +82,12 @@ async def plan_offline_message(session: AsyncSession, widget: Widget, row: Offli
     return planned
 
 
-async def conversation_start_owes_nothing(session: AsyncSession, widget_id: int) -> bool:
-    """Whether :func:`plan_conversation_started` would plan nothing for a chat of this
-    widget (no subscribed webhook, no push): its first line then owes only its relays,
-    and PostgreSQL opens the chat with the line in one statement (core/line_batches.py)."""
-    if await any_push_key(session):
-        return False
-    endpoints = (await destinations_of(session, widget_id)).endpoints
-    return not wh.subscribed(endpoints, wh.CONVERSATION_STARTED)
+async def conversation_start_owes_nothing(session: AsyncSession, destinations: Destinations) -> bool:
+    """Whether :func:`plan_conversation_started` would plan nothing for a chat of the widget
+    with these ``destinations`` (no subscribed webhook, no push): its first line then owes
+    only its relays, and PostgreSQL opens the chat with the line in one statement
+    (core/line_batches.py)."""
+    return not wh.subscribed(destinations.endpoints, wh.CONVERSATION_STARTED) and not await any_push_key(session)
 
 
 async def plan_conversation_started(session: AsyncSession, widget: Widget, conv: Conversation, message: Message) -> int:
