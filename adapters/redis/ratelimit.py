@@ -1,7 +1,15 @@
-"""Rate limits shared by every process, kept in Redis."""
+"""Rate limits shared by every process, kept in Redis.
+
+The hits asked for in one turn of the event loop (frames from several
+sockets that were read together) go to Redis as one script call: one round
+trip and one command for the lot, where each hit was a round trip of its
+own. Redis runs a script alone, so hits on a shared key (an IP's sockets)
+are counted in order, exactly as separate calls were.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -14,28 +22,53 @@ from core.ratelimit import Limit, MemoryRateLimiter
 
 log = logging.getLogger(__name__)
 
-# Sliding-window logs in sorted sets, one per key: drop each key's old hits and count
-# them; if every key is under its limit, add the hit to all of them, else return the
-# longest wait. ARGV: now, member, then (window, limit) per key.
-_HIT = """
-local now, member = tonumber(ARGV[1]), ARGV[2]
-local wait = nil
-for i, key in ipairs(KEYS) do
-  local window, limit = tonumber(ARGV[1 + 2 * i]), tonumber(ARGV[2 + 2 * i])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  if redis.call('ZCARD', key) >= limit then
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    local left = tonumber(oldest[2]) + window - now
-    if wait == nil or left > wait then wait = left end
+# Sliding-window logs in sorted sets, one per key. For each hit, in order: drop its
+# keys' old hits and count them; if every key is under its limit, add the hit to all
+# of them and answer "", else answer the longest wait. ARGV: now, then per hit its
+# member and key count, then (window, limit) per key; KEYS: every hit's keys in turn.
+_HIT_MANY = """
+local now = tonumber(ARGV[1])
+local answers = {}
+local a, k = 2, 1
+while a <= #ARGV do
+  local member, n = ARGV[a], tonumber(ARGV[a + 1])
+  a = a + 2
+  local wait = nil
+  for i = 0, n - 1 do
+    local key = KEYS[k + i]
+    local window, limit = tonumber(ARGV[a + 2 * i]), tonumber(ARGV[a + 2 * i + 1])
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+    if redis.call('ZCARD', key) >= limit then
+      local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+      local left = tonumber(oldest[2]) + window - now
+      if wait == nil or left > wait then wait = left end
+    end
   end
+  if wait == nil then
+    for i = 0, n - 1 do
+      local window = tonumber(ARGV[a + 2 * i])
+      redis.call('ZADD', KEYS[k + i], now, member)
+      redis.call('PEXPIRE', KEYS[k + i], math.ceil(window * 1000))
+    end
+    answers[#answers + 1] = ''
+  else
+    answers[#answers + 1] = tostring(wait)
+  end
+  a, k = a + 2 * n, k + n
 end
-if wait ~= nil then return tostring(wait) end
-for i, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now, member)
-  redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[1 + 2 * i]) * 1000))
-end
-return false
+return answers
 """
+
+
+class _Hit:
+    """One ``hit_all`` waiting for this turn's script call."""
+
+    __slots__ = ("limits", "member", "answer")
+
+    def __init__(self, limits: Sequence[Limit], member: str, answer: "asyncio.Future[float | None]") -> None:
+        self.limits = limits
+        self.member = member
+        self.answer = answer
 
 
 class RedisRateLimiter:
@@ -45,24 +78,58 @@ class RedisRateLimiter:
     def __init__(self, redis: aioredis.Redis, prefix: str = "deskbell:rl:") -> None:
         self._redis = redis
         self._prefix = prefix
-        self._script = redis.register_script(_HIT)
+        self._script = redis.register_script(_HIT_MANY)
         self._fallback = MemoryRateLimiter()
         self._counter = 0
+        self._waiting: list[_Hit] = []  # this turn's hits, sent by _flush
+        self._sending: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
+        self.calls = 0  # script calls made (tests look at it)
 
     async def hit(self, key: str, limit: int, window_s: float) -> float | None:
         return await self.hit_all([(key, limit, window_s)])
 
     async def hit_all(self, limits: Sequence[Limit]) -> float | None:
+        loop = asyncio.get_running_loop()
         self._counter += 1
-        now = time.time()
-        args: list[Any] = [now, f"{now}:{self._counter}:{id(self)}"]
-        for _, limit, window_s in limits:
-            args += [window_s, limit]
+        hit = _Hit(limits, f"{time.time()}:{self._counter}:{id(self)}", loop.create_future())
+        if not self._waiting:
+            # call_soon: after every callback already ready in this turn, so the frames
+            # read together go together.
+            loop.call_soon(self._flush)
+        self._waiting.append(hit)
+        # Shielded: a caller cancelled while waiting must not fail the others' call. Its
+        # hit may still be counted, as a hit sent just before a cancel always could be.
+        return await asyncio.shield(hit.answer)
+
+    def _flush(self) -> None:
+        hits, self._waiting = self._waiting, []
+        task = asyncio.ensure_future(self._send(hits))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, hits: list[_Hit]) -> None:
+        keys: list[str] = []
+        args: list[Any] = [time.time()]
+        for hit in hits:
+            args += [hit.member, len(hit.limits)]
+            for key, limit, window_s in hit.limits:
+                keys.append(self._prefix + key)
+                args += [window_s, limit]
         try:
-            wait = await self._script(keys=[self._prefix + key for key, _, _ in limits], args=args)
+            self.calls += 1
+            answers = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
             log.warning("redis rate limit unavailable (%s); using local limits", type(exc).__name__)
-            return await self._fallback.hit_all(limits)
-        if wait is None:
-            return None
-        return max(0.001, float(wait))
+            for hit in hits:
+                if not hit.answer.done():
+                    hit.answer.set_result(await self._fallback.hit_all(hit.limits))
+            return
+        except BaseException as exc:  # cancelled at shutdown, or a bug: no caller waits forever
+            for hit in hits:
+                if not hit.answer.done():
+                    hit.answer.set_exception(exc if isinstance(exc, Exception) else RedisError("rate limit call cancelled"))
+            raise
+        for hit, answer in zip(hits, answers):
+            if not hit.answer.done():
+                text = answer.decode() if isinstance(answer, bytes) else answer
+                hit.answer.set_result(max(0.001, float(text)) if text else None)

@@ -1,0 +1,55 @@
+"""The Redis rate limiter sends the hits of one event-loop turn in one script call,
+and counts them exactly as separate calls would."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import redis.asyncio as aioredis
+
+from adapters.redis.ratelimit import RedisRateLimiter
+
+
+def _limiter(redis_url: str) -> tuple[aioredis.Redis, RedisRateLimiter]:
+    redis = aioredis.Redis.from_url(redis_url)
+    return redis, RedisRateLimiter(redis, prefix=f"test{os.getpid()}:{id(redis)}:rl:")
+
+
+async def test_hits_of_one_turn_make_one_call_and_share_a_key_in_order(redis_url):
+    redis, limiter = _limiter(redis_url)
+    try:
+        # Five sockets of one IP send in the same turn; the IP may send 3 a minute.
+        answers = await asyncio.gather(
+            *(limiter.hit_all([(f"conn:{n}", 10, 60), ("ip:1", 3, 60)]) for n in range(5))
+        )
+        assert limiter.calls == 1
+        assert answers[:3] == [None, None, None]
+        assert all(wait is not None and 0 < wait <= 60 for wait in answers[3:])
+        # The refused two were not counted under their connections either.
+        assert await limiter.hit_all([("conn:3", 1, 60)]) is None
+        assert await limiter.hit_all([("conn:4", 1, 60)]) is None
+        assert await limiter.hit_all([("conn:0", 1, 60)]) is not None
+        assert limiter.calls == 4
+    finally:
+        await redis.aclose()
+
+
+async def test_a_hit_with_no_limit_reached_in_a_mixed_batch_is_allowed(redis_url):
+    redis, limiter = _limiter(redis_url)
+    try:
+        assert await limiter.hit("busy", 1, 60) is None
+        busy, quiet = await asyncio.gather(limiter.hit("busy", 1, 60), limiter.hit("quiet", 1, 60))
+        assert busy is not None and quiet is None
+    finally:
+        await redis.aclose()
+
+
+async def test_redis_away_falls_back_to_this_process_limits():
+    redis = aioredis.Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.5)
+    limiter = RedisRateLimiter(redis)
+    try:
+        answers = await asyncio.gather(*(limiter.hit("k", 2, 60) for _ in range(3)))
+        assert answers[:2] == [None, None] and answers[2] is not None
+    finally:
+        await redis.aclose()
