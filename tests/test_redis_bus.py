@@ -48,7 +48,8 @@ class _CountingProxy:
 
 async def test_events_raised_in_one_turn_reach_redis_in_one_write_and_arrive_in_order(redis_url: str) -> None:
     """The lines of one group commit each publish an event in the same turn of the loop:
-    Redis reads them in one go (one pipeline), and another process gets every one, in order."""
+    Redis reads them in one go, another process reads them as one message and gets every
+    one, in order, and the sender drops its own message."""
     channel = f"test{os.getpid()}:bus-batch"
     target = urlsplit(redis_url)
     proxy = _CountingProxy(target.port or 6379)
@@ -59,18 +60,27 @@ async def test_events_raised_in_one_turn_reach_redis_in_one_write_and_arrive_in_
     async def on_created(_name: str, data: dict[str, Any]) -> None:
         got.append(data["i"])
 
+    own: list[int] = []
+
+    async def on_own(_name: str, data: dict[str, Any]) -> None:
+        own.append(data["i"])
+
     receiver.subscribe("message.created", on_created)
+    sender.subscribe("message.created", on_own)
     try:
         await receiver.start()
         await sender.start()
         await sender.publish("message.created", {"i": -1})  # the sender's connection is open
         await _wait_for(lambda: got == [-1])
-        before = proxy.chunks
+        before, heard_before = proxy.chunks, receiver.heard
         await asyncio.gather(*(sender.publish("message.created", {"i": i}) for i in range(20)))
         await _wait_for(lambda: len(got) == 21)
         reads = proxy.chunks - before
         assert got == [-1, *range(20)]
         assert reads <= 3, reads  # one per event (20) before they went together
+        assert receiver.heard - heard_before == 1  # one message, not 20
+        await _wait_for(lambda: sender.heard == receiver.heard)
+        assert own == [-1, *range(20)]  # delivered here once, at publish, not again from Redis
         # A publisher that awaits each event still sends each at once.
         await sender.publish("message.created", {"i": 20})
         await _wait_for(lambda: got[-1] == 20)
