@@ -24,6 +24,10 @@ from adapters.slack.errors import NoInstallation
 from adapters.slack.store import SqlInstallationStore
 
 TIMEOUT_S = 15
+# Outbox clients kept for reuse, by token. A client holds only its settings, so one
+# serves any number of calls at once; making one per post was a twentieth of the
+# worker's CPU under load (bench/RESULTS.md). Past this many tokens, start afresh.
+MAX_CACHED_CLIENTS = 1000
 
 
 class SlackClients:
@@ -31,17 +35,29 @@ class SlackClients:
         self.config = config
         self.installations = installations
         self._session: aiohttp.ClientSession | None = None
+        self._outbox_clients: dict[str | None, AsyncWebClient] = {}  # of the current session
 
     def session(self) -> aiohttp.ClientSession:
         """The shared session (AsyncWebClient opens one per call without it); made in the running loop."""
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
+            self._outbox_clients.clear()  # they hold the closed session
         return self._session
 
     def client(self, token: str | None, *, outbox: bool = False) -> AsyncWebClient:
-        handlers = [] if outbox else [AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=1)]
+        session = self.session()
+        if outbox:
+            cached = self._outbox_clients.get(token)
+            if cached is None:
+                if len(self._outbox_clients) >= MAX_CACHED_CLIENTS:
+                    self._outbox_clients.clear()
+                cached = self._outbox_clients[token] = AsyncWebClient(
+                    token=token, base_url=self.config.api_url, session=session, timeout=TIMEOUT_S, retry_handlers=[]
+                )
+            return cached
+        handlers = [AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=1)]
         return AsyncWebClient(
-            token=token, base_url=self.config.api_url, session=self.session(), timeout=TIMEOUT_S, retry_handlers=handlers
+            token=token, base_url=self.config.api_url, session=session, timeout=TIMEOUT_S, retry_handlers=handlers
         )
 
     async def token_for(self, team_id: str) -> str:
