@@ -24,7 +24,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, make_transient_to_detached, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, make_transient_to_detached, mapped_column
 
 from core.clock import utcnow
 
@@ -84,6 +84,10 @@ def detached(cls: Any, row: Any) -> Any:
     """
     if row is None:
         return None
+    if not cls.__mapper__.configured:
+        # Mappers are set up by the first query or constructor call; a process whose
+        # first ORM object comes from here (a worker's first claim) sets them up now.
+        configure_mappers()
     obj = cls._sa_class_manager.new_instance()
     obj.__dict__.update(row if isinstance(row, dict) else row._mapping)
     make_transient_to_detached(obj)

@@ -34,3 +34,18 @@ def test_a_column_the_row_did_not_carry_is_not_made_up():
 
 def test_no_row_is_no_object():
     assert detached(Message, None) is None
+
+
+def test_a_process_whose_first_orm_object_is_a_detached_row_gets_it():
+    """A worker's first claim may be its first ORM object: the mappers are not set up yet."""
+    import subprocess
+    import sys
+
+    code = (
+        "from core.models import Message, detached\n"
+        "m = detached(Message, {'id': 5, 'conversation_id': 3, 'seq': 7, 'text': 'hello'})\n"
+        "print(m.id, m.text)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["5", "hello"]
