@@ -152,6 +152,23 @@ _BLOCKED = exists().where(
 )
 
 
+_PENDING, _DELIVERING = literal_column("'pending'"), literal_column("'delivering'")
+
+
+def _claimable(condition: Any, order: tuple[Any, ...], dialect: str) -> Any:
+    """Ids of up to ``limit`` rows meeting ``condition``, unblocked, of the asked kinds, in ``order``."""
+    t = _OUTBOX
+    due = (
+        select(t.c.id)
+        .where(condition, t.c.kind.in_(bindparam("kinds", expanding=True)), or_(t.c.ordering_key.is_(None), ~_BLOCKED))
+        .order_by(*order)
+        .limit(bindparam("limit"))
+    )
+    if dialect == "postgresql":
+        due = due.with_for_update(skip_locked=True, of=t)
+    return due.subquery()
+
+
 @lru_cache(maxsize=None)
 def _claim_statement(dialect: str) -> Any:
     """The claim, built once per dialect: building it cost SQLAlchemy as much as running it.
@@ -160,26 +177,24 @@ def _claim_statement(dialect: str) -> Any:
     (``detached``), not through the ORM's bulk-update path and identity map,
     which cost a worker more CPU than the statement (11.7 % of its CPU under
     the relay benchmark).
+
+    Two branches, each on its own partial index (ix_outbox_pending_due,
+    ix_outbox_lease), read in the index's order: leases run out first (rows
+    a dead worker held, owed longest), then due rows. With both statuses in
+    one condition PostgreSQL read the index as a bitmap, which visits every
+    entry left by the rows' earlier versions since the last VACUUM: 5,800 of
+    them for 9 rows half a minute into the relay benchmark, 2-4 ms a claim.
+    An index read in order marks such entries dead, so the next claim skips
+    them. The statuses are written into the SQL, not bound, so a plan may use
+    the partial indexes (see ``_EARLIER``).
     """
     now, t = bindparam("now"), _OUTBOX
-    due = (
-        select(t.c.id)
-        .where(
-            or_(
-                and_(t.c.status == "pending", t.c.next_attempt_at <= now),
-                and_(t.c.status == "delivering", t.c.locked_until <= now),
-            ),
-            t.c.kind.in_(bindparam("kinds", expanding=True)),
-            or_(t.c.ordering_key.is_(None), ~_BLOCKED),
-        )
-        .order_by(t.c.next_attempt_at, t.c.id)
-        .limit(bindparam("limit"))
-    )
-    if dialect == "postgresql":
-        due = due.with_for_update(skip_locked=True, of=t)
+    expired = _claimable(and_(t.c.status == _DELIVERING, t.c.locked_until <= now), (t.c.locked_until, t.c.id), dialect)
+    due = _claimable(and_(t.c.status == _PENDING, t.c.next_attempt_at <= now), (t.c.next_attempt_at, t.c.id), dialect)
+    both = select(expired.c.id).union_all(select(due.c.id)).subquery()
     return (
         update(t)
-        .where(t.c.id.in_(due.scalar_subquery()))
+        .where(t.c.id.in_(select(both.c.id).limit(bindparam("limit")).scalar_subquery()))
         .values(status="delivering", locked_until=bindparam("until"), claimed_by=bindparam("holder"))
         .returning(*t.c)
     )
