@@ -109,11 +109,14 @@ def _sqlite_creator(url: str) -> Callable[[], Awaitable[Any]]:
     return create
 
 
-# Array types the bulk statements bind (core/line_batches.py) that asyncpg has no built-in
-# codec for: it looks each up with a recursive catalogue query on a connection's first
-# statement using it, 4-20 ms (PostgreSQL's log), and every connection did so at the first
-# burst of visitors (28 lookups in the relay benchmark's first second of load).
-_LOOKED_UP_ARRAYS = "SELECT CAST(NULL AS BIGINT[]), CAST(NULL AS BOOLEAN[])"
+# Array types the bulk statements bind (core/line_batches.py, core/bulk_sql.py) that asyncpg
+# has no built-in codec for: it looks each up with a recursive catalogue query on a
+# connection's first statement using it, 4-20 ms (PostgreSQL's log), and every connection
+# did so at the first burst of visitors (28 lookups in the relay benchmark's first second).
+_LOOKED_UP_ARRAYS = (
+    "SELECT CAST(NULL AS BIGINT[]), CAST(NULL AS BOOLEAN[]), CAST(NULL AS INTEGER[]),"
+    " CAST(NULL AS VARCHAR[]), CAST(NULL AS TIMESTAMP WITH TIME ZONE[])"
+)
 
 
 def _learn_types_on_connect(engine: AsyncEngine) -> None:

@@ -25,10 +25,9 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, exists, func, insert, literal_column, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.bulk_sql import insert_many, update_many
 from core.clock import iso, utcnow
 from core.models import DeliveryAttempt, OutboxItem, detached
 
@@ -76,11 +75,7 @@ class NewRows:
 
 async def insert_new(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
     """INSERT ``rows`` (all with the same columns) into ``table``, skipping those whose unique key exists."""
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    statement = (sqlite_insert if dialect == "sqlite" else pg_insert)(table).on_conflict_do_nothing()
-    await session.execute(statement, rows)
+    await insert_many(session, table, rows, skip_existing=True)
 
 
 def outbox_row(
@@ -317,9 +312,9 @@ async def record_many(
     """Record several attempts in the caller's transaction, fenced on ``holder``.
 
     A few statements whatever the number: one locking read of the rows still
-    held, one UPDATE and one INSERT (executemany), plus what the outcomes'
-    ``effects`` add. Returns the ids recorded; a row another worker took over
-    is left to it (its post is at-least-once, the new holder records the state),
+    held, one UPDATE per shape of change and one INSERT (core/bulk_sql.py),
+    plus what the outcomes' ``effects`` add. Returns the ids recorded; a row
+    another worker took over is left to it (its post is at-least-once, the new holder records the state),
     but the ``effects`` still run: the post did land where they say.
     """
     if not done:
@@ -331,25 +326,19 @@ async def record_many(
     if session.bind is not None and session.bind.dialect.name == "postgresql":
         held_q = held_q.with_for_update()
     held = {int(i) for i in (await session.execute(held_q)).scalars()}
-    updates: list[dict[str, Any]] = []
+    # One statement per shape of change (done rows all look alike; failures differ).
+    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     attempts: list[dict[str, Any]] = []
     for f in done:
         if f.item.id not in held:
             continue
         number = f.item.attempts + 1
         state = _next_state(number, f.outcome, f.finished_at)
-        updates.append({"b_id": f.item.id, **{f"b_{k}": v for k, v in state.items()}, "_keys": tuple(sorted(state))})
+        by_shape.setdefault(tuple(sorted(state)), []).append({"id": f.item.id, **state})
         attempts.append(_attempt_row(f.item.id, number, f.outcome, f.started_at, f.finished_at))
-    # One executemany per shape of change (done rows all look alike; failures differ).
-    by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for u in updates:
-        by_shape.setdefault(u.pop("_keys"), []).append(u)
-    table = OutboxItem.__table__
-    for keys, params in by_shape.items():
-        stmt = update(table).where(table.c.id == bindparam("b_id")).values({k: bindparam(f"b_{k}") for k in keys})
-        await session.execute(stmt, params, execution_options={"synchronize_session": False})
-    if attempts:
-        await session.execute(insert(DeliveryAttempt.__table__), attempts)
+    for rows in by_shape.values():
+        await update_many(session, _OUTBOX, "id", rows)
+    await insert_many(session, DeliveryAttempt.__table__, attempts)
     if effects:
         await _run_effects(session, [f.outcome.effects for f in done if f.outcome.effects is not None])
     await session.flush()

@@ -1,0 +1,72 @@
+"""Many rows in one statement (core/bulk_sql.py), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import event, select
+
+from core.bulk_sql import insert_many, update_many
+from core.db import Database
+from core.models import OutboxItem
+
+T = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
+
+
+async def _rows(db: Database) -> list[OutboxItem]:
+    async with db.read() as session:
+        return list((await session.execute(select(OutboxItem).order_by(OutboxItem.id))).scalars())
+
+
+async def test_rows_go_in_and_change_in_one_statement_each_with_json_nulls_and_defaults(db: Database):
+    table = OutboxItem.__table__
+    statements: list[str] = []
+
+    def capture(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    engine = db._write_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        async with db.write() as session:
+            await insert_many(session, table, [
+                {"kind": "test", "payload": {"n": n, "text": "naïve \"quoted\""}, "ordering_key": None if n else "k"}
+                for n in range(3)
+            ])
+        async with db.write() as session:
+            ids = [item.id for item in await _rows(db)]
+            await update_many(session, table, "id", [
+                {"id": ids[0], "status": "done", "result": {"ts": "1.2"}, "done_at": T, "last_error": None},
+                {"id": ids[2], "status": "done", "result": None, "done_at": T, "last_error": "it's fine"},
+            ])
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    if not db.is_sqlite:
+        assert len([s for s in statements if s.startswith(("INSERT", "UPDATE"))]) == 2, statements
+    first, second, third = await _rows(db)
+    assert [r.payload["n"] for r in (first, second, third)] == [0, 1, 2]
+    assert first.payload["text"] == 'naïve "quoted"' and first.ordering_key == "k" and second.ordering_key is None
+    # Column defaults are filled in as SQLAlchemy's INSERT would.
+    assert {r.status for r in (second,)} == {"pending"} and second.attempts == 0 and second.created_at is not None
+    assert (first.status, first.result, first.done_at, first.last_error) == ("done", {"ts": "1.2"}, T, None)
+    assert (third.status, third.result, third.done_at, third.last_error) == ("done", None, T, "it's fine")
+    assert second.done_at is None  # a row not named is not touched
+
+
+async def test_existing_keys_are_skipped_when_asked(db: Database):
+    from core.models import ProcessedEvent
+
+    table = ProcessedEvent.__table__
+    async with db.write() as session:
+        await insert_many(session, table, [{"source": "test", "event_id": "a"}])
+    async with db.write() as session:
+        await insert_many(session, table, [{"source": "test", "event_id": e} for e in ("a", "b")], skip_existing=True)
+    async with db.read() as session:
+        assert sorted((await session.execute(select(ProcessedEvent.event_id))).scalars()) == ["a", "b"]
+
+
+async def test_nothing_to_write_makes_no_statement(db: Database):
+    async with db.write() as session:
+        await insert_many(session, OutboxItem.__table__, [])
+        await update_many(session, OutboxItem.__table__, "id", [])
+    assert await _rows(db) == []
