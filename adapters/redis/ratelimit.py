@@ -133,3 +133,6 @@ class RedisRateLimiter:
             if not hit.answer.done():
                 text = answer.decode() if isinstance(answer, bytes) else answer
                 hit.answer.set_result(max(0.001, float(text)) if text else None)
+        for hit in hits[len(answers):]:  # never expected; but no caller may wait forever
+            if not hit.answer.done():
+                hit.answer.set_exception(RedisError(f"rate limit script answered {len(answers)} of {len(hits)} hits"))
