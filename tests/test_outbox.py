@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from sqlalchemy import select
 
@@ -355,20 +356,15 @@ async def test_new_rows_of_outcomes_recorded_together_are_one_insert_and_keep_ex
     assert {i.status for i in await _items(db)} == {"done"}
 
 
-async def test_a_claim_asks_only_open_rows_whether_an_earlier_one_of_its_key_is_owed(db: Database):
-    """The ordering probe uses the partial index of open rows: a thread's delivered history,
-    however long, is not walked for every due row of every claim."""
-    from sqlalchemy import event, text
+async def _claim_and_its_plans(db: Database, limit: int) -> tuple[list[OutboxItem], list[list[str]]]:
+    """Claim up to ``limit`` "test" rows; return them and the claim statement's plans: on
+    SQLite one, on PostgreSQL one with statistics and one made before the table had any
+    (a new deployment's first minute)."""
+    from sqlalchemy import event
 
-    from core.outbox import claim_due, outbox_row
+    from core.outbox import claim_due
 
-    rows = [outbox_row("test", {"n": i}, ordering_key=f"chat-{i % 50}") for i in range(3000)]
-    async with db.write() as session:
-        await session.execute(OutboxItem.__table__.insert(), rows)
-        await session.execute(text("UPDATE outbox SET status = 'done' WHERE id <= 2900"))
-        if not db.is_sqlite:
-            await session.execute(text("ANALYZE outbox"))
-    seen: list[tuple[str, object]] = []
+    seen: list[tuple[str, Any]] = []
 
     def capture(_conn, _cursor, statement, parameters, *_args) -> None:  # type: ignore[no-untyped-def]
         if statement.lstrip().startswith("UPDATE outbox SET status"):
@@ -378,25 +374,41 @@ async def test_a_claim_asks_only_open_rows_whether_an_earlier_one_of_its_key_is_
     event.listen(engine, "before_cursor_execute", capture)
     try:
         async with db.write() as session:
-            claimed = await claim_due(session, kinds=["test"], limit=50, holder="w", lease=timedelta(seconds=6))
+            claimed = await claim_due(session, kinds=["test"], limit=limit, holder="w", lease=timedelta(seconds=6))
     finally:
         event.remove(engine, "before_cursor_execute", capture)
-    assert len(claimed) == 50 and len({item.ordering_key for item in claimed}) == 50  # one per key, in order
-    assert all(int(item.payload["n"]) >= 2900 for item in claimed)
     [(statement, parameters)] = seen
     async with db.read() as session:
         raw = (await (await session.connection()).get_raw_connection()).driver_connection
         if db.is_sqlite:
-            plan = [row[3] for row in raw.raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
-        else:
-            plan = [row[0] for row in await raw.fetch("EXPLAIN " + statement, *parameters)]
-            assert any("ix_outbox_open_ordering" in line for line in plan), plan
-            # And in a plan made before the table had statistics (a new deployment's first minute).
-            await raw.execute("DELETE FROM pg_statistic WHERE starelid = 'outbox'::regclass")
-            await raw.execute("UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = 'outbox'::regclass")
-            plan = [row[0] for row in await raw.fetch("EXPLAIN " + statement, *parameters)]
-    assert any("ix_outbox_open_ordering" in line for line in plan), plan
+            return claimed, [[row[3] for row in raw.raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]]
+        await raw.execute("ANALYZE outbox")
+        plans = [[row[0] for row in await raw.fetch("EXPLAIN " + statement, *parameters)]]
+        await raw.execute("DELETE FROM pg_statistic WHERE starelid = 'outbox'::regclass")
+        await raw.execute("UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = 'outbox'::regclass")
+        plans.append([row[0] for row in await raw.fetch("EXPLAIN " + statement, *parameters)])
+        return claimed, plans
 
+
+async def _outbox_of(db: Database, rows: list[dict[str, Any]], done_up_to: int) -> None:
+    from sqlalchemy import text
+
+    async with db.write() as session:
+        await session.execute(OutboxItem.__table__.insert(), rows)
+        await session.execute(text("UPDATE outbox SET status = 'done' WHERE id <= :last"), {"last": done_up_to})
+
+
+async def test_a_claim_asks_only_open_rows_whether_an_earlier_one_of_its_key_is_owed(db: Database):
+    """The ordering probe uses the partial index of open rows: a thread's delivered history,
+    however long, is not walked for every due row of every claim."""
+    from core.outbox import outbox_row
+
+    await _outbox_of(db, [outbox_row("test", {"n": i}, ordering_key=f"chat-{i % 50}") for i in range(3000)], 2900)
+    claimed, plans = await _claim_and_its_plans(db, limit=50)
+    assert len(claimed) == 50 and len({item.ordering_key for item in claimed}) == 50  # one per key, in order
+    assert all(int(item.payload["n"]) >= 2900 for item in claimed)
+    for plan in plans:
+        assert any("ix_outbox_open_ordering" in line for line in plan), plan
 
 
 async def test_on_sqlite_claims_and_records_share_the_commit_of_writes_made_with_them(db: Database):
@@ -471,41 +483,12 @@ async def test_a_claim_reads_its_partial_indexes_in_order_even_without_statistic
     """Each branch of the claim reads its partial index in the index's order: on PostgreSQL a
     bitmap read of both statuses visited every entry the rows' earlier versions left since
     the last VACUUM (thousands per claim under load); an ordered read marks them dead."""
-    from sqlalchemy import event, text
+    from core.outbox import outbox_row
 
-    from core.outbox import claim_due, outbox_row
-
-    rows = [outbox_row("test", {"n": i}) for i in range(2000)]
-    async with db.write() as session:  # a worker's table: mostly delivered, a few rows owed
-        await session.execute(OutboxItem.__table__.insert(), rows)
-        await session.execute(text("UPDATE outbox SET status = 'done' WHERE id <= 1980"))
-    seen: list[tuple[str, object]] = []
-
-    def capture(_conn, _cursor, statement, parameters, *_args) -> None:  # type: ignore[no-untyped-def]
-        if statement.lstrip().startswith("UPDATE outbox SET status"):
-            seen.append((statement, parameters))
-
-    engine = db._write_engine.sync_engine
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        async with db.write() as session:
-            assert len(await claim_due(session, kinds=["test"], limit=50, holder="w", lease=timedelta(seconds=6))) == 20
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-    [(statement, parameters)] = seen
-    async with db.read() as session:
-        raw = (await (await session.connection()).get_raw_connection()).driver_connection
-        if db.is_sqlite:
-            plans = [[row[3] for row in raw.raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]]
-        else:
-            plans = []
-            for analyzed in (True, False):
-                if analyzed:
-                    await raw.execute("ANALYZE outbox")
-                else:  # a plan made before the table had statistics (a new deployment's first minute)
-                    await raw.execute("DELETE FROM pg_statistic WHERE starelid = 'outbox'::regclass")
-                    await raw.execute("UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = 'outbox'::regclass")
-                plans.append([row[0] for row in await raw.fetch("EXPLAIN " + statement, *parameters)])
+    # A worker's table: mostly delivered, a few rows owed.
+    await _outbox_of(db, [outbox_row("test", {"n": i}) for i in range(2000)], 1980)
+    claimed, plans = await _claim_and_its_plans(db, limit=50)
+    assert len(claimed) == 20
     for plan in plans:
         for index in ("ix_outbox_pending_due", "ix_outbox_lease"):
             assert any(index in line for line in plan), plan
