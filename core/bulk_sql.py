@@ -9,7 +9,9 @@ arrays a batch is one statement per table whatever its size, and every batch
 size runs the same prepared statement.
 
 SQLite answers ``executemany`` in-process, so there these helpers take the
-ordinary path.
+ordinary path. (One JSON array of rows read by ``json_each``, as the visitor
+lines' store does, was measured for these tables: 30 delivery attempts cost
+0.87-1.09 ms of CPU that way against 0.81-0.92 ms by ``executemany``.)
 """
 
 from __future__ import annotations
