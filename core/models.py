@@ -24,7 +24,8 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, make_transient_to_detached, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column
+from sqlalchemy.orm.attributes import instance_state
 
 from core.clock import utcnow
 
@@ -79,19 +80,41 @@ def detached(cls: Any, row: Any) -> Any:
     the same transaction gets its own object, not a refreshed shared one.
     The values go straight into the instance's dict, as loading does: the
     mapped constructor sets each through its instrumented attribute, with
-    change tracking that ``make_transient_to_detached`` then discards (25 µs
-    against 9 µs per message here; a tenth of the web's statement path).
+    change tracking that then has to be discarded (25 µs against 9 µs per
+    message here; a tenth of the web's statement path). The object is then
+    made detached as ``make_transient_to_detached`` does, with its identity
+    taken from the primary key directly: 8 µs against 15 µs (that function
+    reads each key column back through its attribute).
     """
     if row is None:
         return None
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        shape = _SHAPES[cls] = _shape_of(cls)
+    mapper, key_names, attribute_names = shape
+    obj = cls._sa_class_manager.new_instance()
+    values = obj.__dict__
+    values.update(row if isinstance(row, dict) else row._mapping)
+    state = instance_state(obj)
+    state.key = mapper.identity_key_from_primary_key(tuple(values[name] for name in key_names))
+    missing = attribute_names.difference(values)
+    if missing:  # not made up: reading one raises, as on any detached object
+        state._expire_attributes(values, missing)
+    return obj
+
+
+_SHAPES: dict[Any, tuple[Any, tuple[str, ...], frozenset[str]]] = {}
+
+
+def _shape_of(cls: Any) -> tuple[Any, tuple[str, ...], frozenset[str]]:
+    """A mapped class's mapper, primary-key attribute names and attribute names."""
     if not cls.__mapper__.configured:
         # Mappers are set up by the first query or constructor call; a process whose
         # first ORM object comes from here (a worker's first claim) sets them up now.
         configure_mappers()
-    obj = cls._sa_class_manager.new_instance()
-    obj.__dict__.update(row if isinstance(row, dict) else row._mapping)
-    make_transient_to_detached(obj)
-    return obj
+    mapper = cls.__mapper__
+    key_names = tuple(mapper.get_property_by_column(column).key for column in mapper.primary_key)
+    return mapper, key_names, frozenset(cls._sa_class_manager)
 
 
 class Widget(Base):
