@@ -11,12 +11,14 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
-from sqlalchemy import Table, and_, bindparam, select
+from sqlalchemy import Table, and_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.assistant_state import assistant_answering, may_be_answering
+from core.bulk_sql import among
 from core.bindings import mark_broken, thread_for
 from core.db import Database
 from core.dispatch import Dispatcher
@@ -75,8 +77,9 @@ class ChannelRelay(ABC):
         unknown = sorted({b for _, b in wanted if self.db.destinations.binding(b) is None})
         generation = self.db.destinations.generation
         async with self.db.read() as session:
+            dialect = session.get_bind().dialect.name
             rows = await session.execute(
-                _THREAD_REPLIES,
+                _thread_replies(dialect),
                 {"message_ids": sorted({m for m, _ in wanted}), "binding_ids": sorted({b for _, b in wanted})},
             )
             for binding_id, *fields in rows:
@@ -85,7 +88,7 @@ class ChannelRelay(ABC):
                     self._replies[key] = ThreadReply(*fields)
             first_lines = {key for key in wanted if key not in self._replies}
             if first_lines:
-                found = await session.execute(_CONTEXTS, {"message_ids": sorted({m for m, _ in first_lines})})
+                found = await session.execute(_contexts(dialect), {"message_ids": sorted({m for m, _ in first_lines})})
                 contexts = {message.id: (conv, message, widget, claimed_by) for conv, message, widget, claimed_by in found}
                 for message_id, binding_id in first_lines:
                     if message_id in contexts:  # no thread on the binding: the batch's first query says so
@@ -264,31 +267,33 @@ class ThreadReply:
     thread_ref: str
 
 
-# Built once: building it per batch cost SQLAlchemy about as much as running it. Every
-# thread of the lines' chats on the bindings asked for (the caller keeps the pairs it wants).
-_THREAD_REPLIES = (
-    select(
-        ThreadLink.binding_id, Message.id, Message.sender, Message.author, Message.text, Message.internal,
-        ThreadLink.thread_ref,
+@lru_cache(maxsize=None)
+def _thread_replies(dialect: str) -> Any:
+    """Every thread of the lines' chats on the bindings asked for (the caller keeps the pairs
+    it wants). Built once per dialect: building it per batch cost SQLAlchemy about as much
+    as running it."""
+    return (
+        select(
+            ThreadLink.binding_id, Message.id, Message.sender, Message.author, Message.text, Message.internal,
+            ThreadLink.thread_ref,
+        )
+        .join(ThreadLink, ThreadLink.conversation_id == Message.conversation_id)
+        .where(among(Message.id, "message_ids", dialect), among(ThreadLink.binding_id, "binding_ids", dialect))
     )
-    .join(ThreadLink, ThreadLink.conversation_id == Message.conversation_id)
-    .where(
-        Message.id.in_(bindparam("message_ids", expanding=True)),
-        ThreadLink.binding_id.in_(bindparam("binding_ids", expanding=True)),
-    )
-)
 
 
-# The full context of lines whose chats have no thread on their binding yet (see
-# RelayContext), built once like the query above.
-_CONTEXTS = (
-    select(Conversation, Message, Widget, Agent.name)
-    .select_from(Message)
-    .join(Conversation, Conversation.id == Message.conversation_id)
-    .join(Widget, Widget.id == Conversation.widget_id)
-    .outerjoin(Agent, Agent.id == Conversation.claimed_by)
-    .where(Message.id.in_(bindparam("message_ids", expanding=True)))
-)
+@lru_cache(maxsize=None)
+def _contexts(dialect: str) -> Any:
+    """The full context of lines whose chats have no thread on their binding yet (see
+    RelayContext), built once per dialect like the query above."""
+    return (
+        select(Conversation, Message, Widget, Agent.name)
+        .select_from(Message)
+        .join(Conversation, Conversation.id == Message.conversation_id)
+        .join(Widget, Widget.id == Conversation.widget_id)
+        .outerjoin(Agent, Agent.id == Conversation.claimed_by)
+        .where(among(Message.id, "message_ids", dialect))
+    )
 
 
 def _reply_key(payload: dict[str, Any]) -> tuple[int, int]:

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Table, and_, bindparam, exists, func, insert, literal_column, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.bulk_sql import insert_many, update_many
+from core.bulk_sql import among, insert_many, update_many
 from core.clock import iso, utcnow
 from core.models import DeliveryAttempt, OutboxItem, detached
 
@@ -155,7 +155,7 @@ def _claimable(condition: Any, order: tuple[Any, ...], dialect: str) -> Any:
     t = _OUTBOX
     due = (
         select(t.c.id)
-        .where(condition, t.c.kind.in_(bindparam("kinds", expanding=True)), or_(t.c.ordering_key.is_(None), ~_BLOCKED))
+        .where(condition, among(t.c.kind, "kinds", dialect), or_(t.c.ordering_key.is_(None), ~_BLOCKED))
         .order_by(*order)
         .limit(bindparam("limit"))
     )
@@ -306,6 +306,14 @@ class Finished:
     finished_at: datetime
 
 
+@lru_cache(maxsize=None)
+def _held_statement(dialect: str) -> Any:
+    """Which of the rows ``ids`` ``holder`` still holds, locked on PostgreSQL until the records commit."""
+    t = _OUTBOX
+    held = select(t.c.id).where(among(t.c.id, "ids", dialect), t.c.status == "delivering", t.c.claimed_by == bindparam("holder"))
+    return held.with_for_update() if dialect == "postgresql" else held
+
+
 async def record_many(
     session: AsyncSession, done: Sequence[Finished], holder: str, *, effects: bool = True
 ) -> set[int]:
@@ -320,12 +328,8 @@ async def record_many(
     if not done:
         return set()
     ids = [f.item.id for f in done]
-    held_q = select(OutboxItem.id).where(
-        OutboxItem.id.in_(ids), OutboxItem.status == "delivering", OutboxItem.claimed_by == holder
-    )
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
-        held_q = held_q.with_for_update()
-    held = {int(i) for i in (await session.execute(held_q)).scalars()}
+    held_q = _held_statement(session.get_bind().dialect.name)
+    held = {int(i) for i in (await session.execute(held_q, {"ids": ids, "holder": holder})).scalars()}
     # One statement per shape of change (done rows all look alike; failures differ).
     by_shape: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     attempts: list[dict[str, Any]] = []

@@ -91,3 +91,27 @@ async def test_what_is_stored_is_what_sqlalchemys_own_insert_stores(db: Database
             "SELECT outbox_id, number, started_at, finished_at, ok, status_code, detail FROM delivery_attempts ORDER BY id"
         ))).all()
     assert tuple(by_orm) == tuple(by_bulk)
+
+
+async def test_among_finds_the_listed_rows_with_one_statement_text_for_every_length(db: Database):
+    from core.bulk_sql import among
+
+    async with db.write() as session:
+        await insert_many(session, OutboxItem.__table__, [{"kind": f"k{n}", "payload": {}} for n in range(5)])
+    statements: list[str] = []
+
+    def capture(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    engine = db._write_engine.sync_engine
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        async with db.read() as session:
+            query = select(OutboxItem.kind).where(among(OutboxItem.kind, "kinds", session.get_bind().dialect.name))
+            found = [sorted((await session.execute(query, {"kinds": kinds})).scalars())
+                     for kinds in (["k1"], ["k0", "k3", "nope"], [])]
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+    assert found == [["k1"], ["k0", "k3"], []]
+    if not db.is_sqlite:  # an expanding IN is a new statement for each length of list
+        assert len(set(statements)) == 1, statements
