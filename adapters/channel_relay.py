@@ -208,7 +208,8 @@ class ChannelRelay(ABC):
         """Read bindings ``ids`` in one query and keep them (the cache's ``generation`` when
         the read began); ids no longer bound are forgotten."""
         cache = self.db.destinations
-        found = {b.id: b for b in (await session.execute(select(ChannelBinding).where(ChannelBinding.id.in_(ids)))).scalars()}
+        query = _bindings(session.get_bind().dialect.name)
+        found = {b.id: b for b in (await session.execute(query, {"ids": ids})).scalars()}
         for binding_id in ids:
             if binding_id in found:
                 cache.keep_binding(found[binding_id], generation)
@@ -280,6 +281,12 @@ def _thread_replies(dialect: str) -> Any:
         .join(ThreadLink, ThreadLink.conversation_id == Message.conversation_id)
         .where(among(Message.id, "message_ids", dialect), among(ThreadLink.binding_id, "binding_ids", dialect))
     )
+
+
+@lru_cache(maxsize=None)
+def _bindings(dialect: str) -> Any:
+    """The bindings of the ids asked for, built once per dialect like the queries beside it."""
+    return select(ChannelBinding).where(among(ChannelBinding.id, "ids", dialect))
 
 
 @lru_cache(maxsize=None)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import event, select
+from sqlalchemy import select
 
 from core.bulk_sql import insert_many, update_many
 from core.db import Database
 from core.models import OutboxItem
+from tests.sql_statements import statements
 
 T = datetime(2026, 12, 7, 12, 0, tzinfo=timezone.utc)
 
@@ -20,14 +21,7 @@ async def _rows(db: Database) -> list[OutboxItem]:
 
 async def test_rows_go_in_and_change_in_one_statement_each_with_json_nulls_and_defaults(db: Database):
     table = OutboxItem.__table__
-    statements: list[str] = []
-
-    def capture(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    engine = db._write_engine.sync_engine
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
+    with statements(db) as seen:
         async with db.write() as session:
             await insert_many(session, table, [
                 {"kind": "test", "payload": {"n": n, "text": "naïve \"quoted\""}, "ordering_key": None if n else "k"}
@@ -39,10 +33,8 @@ async def test_rows_go_in_and_change_in_one_statement_each_with_json_nulls_and_d
                 {"id": ids[0], "status": "done", "result": {"ts": "1.2"}, "done_at": T, "last_error": None},
                 {"id": ids[2], "status": "done", "result": None, "done_at": T, "last_error": "it's fine"},
             ])
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
     if not db.is_sqlite:  # SQLite keeps executemany: in-process, it costs no more than one statement there
-        assert len([s for s in statements if s.startswith(("INSERT", "UPDATE"))]) == 2, statements
+        assert len([s for s in seen if s.startswith(("INSERT", "UPDATE"))]) == 2, seen
     first, second, third = await _rows(db)
     assert [r.payload["n"] for r in (first, second, third)] == [0, 1, 2]
     assert first.payload["text"] == 'naïve "quoted"' and first.ordering_key == "k" and second.ordering_key is None
@@ -98,20 +90,11 @@ async def test_among_finds_the_listed_rows_with_one_statement_text_for_every_len
 
     async with db.write() as session:
         await insert_many(session, OutboxItem.__table__, [{"kind": f"k{n}", "payload": {}} for n in range(5)])
-    statements: list[str] = []
-
-    def capture(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    engine = db._write_engine.sync_engine
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
+    with statements(db) as seen:
         async with db.read() as session:
             query = select(OutboxItem.kind).where(among(OutboxItem.kind, "kinds", session.get_bind().dialect.name))
             found = [sorted((await session.execute(query, {"kinds": kinds})).scalars())
                      for kinds in (["k1"], ["k0", "k3", "nope"], [])]
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
     assert found == [["k1"], ["k0", "k3"], []]
     if not db.is_sqlite:  # an expanding IN is a new statement for each length of list
-        assert len(set(statements)) == 1, statements
+        assert len(set(seen)) == 1, seen
