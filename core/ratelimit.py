@@ -17,7 +17,7 @@ class RateLimiter(Protocol):
         ...
 
     async def hit_all(self, limits: Sequence[Limit]) -> float | None:
-        """One event under several limits (a connection's and its IP's): counted under
+        """One event under several limits (a form's IP and its widget, say): counted under
         every key if all allow it, else under none; returns the longest wait, or None.
 
         One call, so a shared store answers it in one round trip."""
@@ -62,3 +62,38 @@ class MemoryRateLimiter:
     def _prune(self, now: float, window_s: float) -> None:
         for key in [k for k, h in self._hits.items() if not h or h[-1] <= now - window_s]:
             del self._hits[key]
+
+
+class SlidingWindow:
+    """The sliding-window log of one thing that lives in one process (a socket), kept by
+    its owner.
+
+    A connection's limit needs no shared store, and a key naming it there would be
+    wrong: ``id()`` of an object is unique only within one process and one object's
+    lifetime, so two processes' sockets, or a closed socket and its successor, could
+    share a count. Checked and counted in two steps, so a hit refused by a shared
+    limit checked in between is counted nowhere; the owner must not check twice
+    concurrently (a socket handles its frames one at a time).
+    """
+
+    __slots__ = ("window_s", "_hits", "_clock")
+
+    def __init__(self, window_s: float, clock: "callable[[], float] | None" = None) -> None:
+        self.window_s = window_s
+        self._hits: deque[float] = deque()
+        self._clock = clock or time.monotonic
+
+    def wait(self, limit: int) -> float | None:
+        """Seconds until one more hit is allowed under ``limit`` per window, or None if it is now."""
+        now = self._clock()
+        hits = self._hits
+        while hits and hits[0] <= now - self.window_s:
+            hits.popleft()
+        if len(hits) < limit:
+            return None
+        if not hits:  # a limit below 1 allows nothing
+            return self.window_s
+        return max(0.001, hits[-limit] + self.window_s - now)
+
+    def count(self) -> None:
+        self._hits.append(self._clock())

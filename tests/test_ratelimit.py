@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.ratelimit import MemoryRateLimiter
+from core.ratelimit import MemoryRateLimiter, SlidingWindow
 
 
 class Clock:
@@ -46,3 +46,19 @@ async def test_idle_keys_are_pruned_without_losing_the_hit_being_counted() -> No
     assert await limiter.hit("conn", 1, 10) == 10.0  # counted, though pruning ran meanwhile
     assert await limiter.hit("ip", 1, 10) == 10.0
     assert "old" not in limiter._hits
+
+
+def test_a_sockets_own_window_checks_then_counts_and_follows_a_changed_limit() -> None:
+    clock = Clock()
+    window = SlidingWindow(60, clock)
+    assert window.wait(2) is None
+    window.count()
+    clock.now += 10
+    assert window.wait(2) is None
+    assert window.wait(2) is None  # checking alone counts nothing (a shared limit may still refuse)
+    window.count()
+    assert window.wait(2) == 50.0  # the first line leaves the window in 50 s
+    assert window.wait(1) == 60.0  # a lower limit: the newest line must leave
+    assert window.wait(3) is None
+    clock.now += 50
+    assert window.wait(2) is None

@@ -3,8 +3,8 @@ and the database stays the truth when Redis drops events."""
 
 from __future__ import annotations
 
-import asyncio
 import os
+import secrets
 
 import pytest
 import redis.asyncio as aioredis
@@ -23,8 +23,10 @@ from tests.widget_client import Visitor
 async def two_processes(db, db_url, redis_url, aiohttp_client):  # type: ignore[no-untyped-def]
     """Two independent service stacks (as two `deskbell web` processes) on one DB and one Redis."""
     await db.dispose()
+    # A prefix of its own: counts of a test's rate limits do not reach the next test.
     settings = Settings(
-        database_url=db_url, redis_url=redis_url, redis_prefix=f"test{os.getpid()}", secret_key="test-secret-key-0123456789"
+        database_url=db_url, redis_url=redis_url, redis_prefix=f"test{os.getpid()}-{secrets.token_hex(4)}",
+        secret_key="test-secret-key-0123456789",
     )
     stacks: list[Services] = [await build_services(settings, public_url="") for _ in range(2)]
     clients = [await aiohttp_client(build_app(svc)) for svc in stacks]
@@ -102,6 +104,34 @@ async def test_a_line_under_two_limits_counts_under_both_or_neither(two_processe
     # The refused line was not counted under the connection's own limit either.
     assert await a.rate_limiter.hit_all([(conn, 2, 60)]) is None
     assert await a.rate_limiter.hit_all([(conn, 2, 60)]) is not None
+
+
+async def test_a_sockets_limit_is_its_own_and_its_ip_limit_spans_processes(two_processes, redis_url):
+    """Two sockets of one IP, one on each process: each may send 2 lines a minute, the IP 3."""
+    (a, b), (client_a, client_b) = two_processes
+    for svc in (a, b):
+        svc.limits.messages_per_connection_per_minute = 2
+        svc.limits.messages_per_ip_per_minute = 3
+    async with a.db.write() as session:
+        widget = await create_widget(session, {"name": "Shop"})
+    on_a = await Visitor.connect(client_a, widget.key)
+    on_b = await Visitor.connect(client_b, widget.key)
+    assert (await on_a.say("a1", "a1"))["type"] == "ack"
+    assert (await on_a.say("a2", "a2"))["type"] == "ack"
+    refused = await on_a.say("a3", "a3")  # the connection's limit: not counted under the IP
+    assert refused["type"] == "error" and refused["code"] == "rate_limited"
+    assert (await on_b.say("b1", "b1"))["type"] == "ack"  # the IP's third line, on process B
+    refused = await on_b.say("b2", "b2")  # the IP's limit, counted on process A's lines too
+    assert refused["type"] == "error" and refused["code"] == "rate_limited"
+    # Only the IP's count is shared. A connection's is kept by its socket: a key made from
+    # its id() could be another process's socket's, or a closed socket's successor's.
+    admin = aioredis.Redis.from_url(redis_url)
+    try:
+        prefix = a.rate_limiter.prefix  # type: ignore[attr-defined]
+        keys = {key.decode() async for key in admin.scan_iter(f"{prefix}*")}
+    finally:
+        await admin.aclose()
+    assert keys == {f"{prefix}ws-ip:127.0.0.1"}, keys
 
 
 async def test_readyz_reports_redis(two_processes):

@@ -77,7 +77,7 @@ class RedisRateLimiter:
 
     def __init__(self, redis: aioredis.Redis, prefix: str = "deskbell:rl:") -> None:
         self._redis = redis
-        self._prefix = prefix
+        self.prefix = prefix
         self._script = redis.register_script(_HIT_MANY)
         self._fallback = MemoryRateLimiter()
         self._counter = 0
@@ -113,7 +113,7 @@ class RedisRateLimiter:
         for hit in hits:
             args += [hit.member, len(hit.limits)]
             for key, limit, window_s in hit.limits:
-                keys.append(self._prefix + key)
+                keys.append(self.prefix + key)
                 args += [window_s, limit]
         try:
             self.calls += 1
