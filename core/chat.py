@@ -40,12 +40,13 @@ from core.conversations import (
 )
 from core.db import Database
 from core.dedupe import first_time
-from core.destinations import destinations_of
+from core.destinations import Destinations, destinations_of
 from core.deliveries import (
     conversation_start_owes_nothing,
     plan_agent_reply,
     plan_conversation_closed,
     plan_conversation_started,
+    start_owes_nothing,
 )
 from core.events import EventBus
 from core.group_commit import Bulk
@@ -223,7 +224,7 @@ class ChatService:
         return posted.conversation, posted.message, False
 
     async def _store_first(
-        self, session: AsyncSession, lines: list[tuple[VisitorLine, Widget, bool]]
+        self, lines: list[tuple[VisitorLine, Widget, bool]]
     ) -> list[tuple[Posted, int, dict[str, Any] | None, dict[str, Any]] | None]:
         """Lines that owe only their relays (no assistant answers them), with their outbox
         rows, in one self-committing statement; None for the others. A line goes there if
@@ -236,21 +237,40 @@ class ChatService:
             return out
         relays: list[Relay] = []
         may_open: set[int] = set()
-        for widget_id in {lines[n][0].widget_id for n in candidates}:
-            destinations = await destinations_of(session, widget_id)
+        known = await self._destinations({lines[n][0].widget_id for n in candidates})
+        for widget_id, (destinations, owes_nothing) in known.items():
             relays += [Relay(widget_id, b.id, relay_kind(b.platform)) for b in destinations.bindings]
-            if await conversation_start_owes_nothing(session, destinations):
+            if owes_nothing:
                 may_open.add(widget_id)
         plain = [n for n in candidates if lines[n][0].pair in self._chatting or lines[n][0].widget_id in may_open]
         if not plain:
             return out
-        stored = await store_in_chats(session, [lines[n][0] for n in plain], relays, may_open)
+        stored = await store_in_chats(self.db, [lines[n][0] for n in plain], relays, may_open)
         for n, answer in zip(plain, stored):
             if answer is not None:
                 posted, relayed = answer
                 started = _conversation_event(posted.conversation) if posted.started else None
                 out[n] = (posted, relayed, started, _message_event(posted.conversation, posted.message))
         return out
+
+    async def _destinations(self, widget_ids: set[int]) -> dict[int, tuple[Destinations, bool]]:
+        """Each widget's destinations and whether a chat it opens owes nothing but relays:
+        from the cache, with a session opened only if something there is not fresh."""
+        cache = self.db.destinations
+        push_keys = cache.peek_push_keys()
+        found: dict[int, tuple[Destinations, bool]] = {}
+        for widget_id in widget_ids:
+            destinations = cache.peek(widget_id)
+            if destinations is None or push_keys is None:
+                break
+            found[widget_id] = (destinations, start_owes_nothing(destinations, push_keys))
+        else:
+            return found
+        async with self.db.read() as session:
+            for widget_id in widget_ids:
+                destinations = await destinations_of(session, widget_id)
+                found[widget_id] = (destinations, await conversation_start_owes_nothing(session, destinations))
+        return found
 
     def _note_chatting(self, pair: tuple[int, str], chatting: bool) -> None:
         if not chatting:

@@ -35,8 +35,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DisconnectionError, NoSuchModuleError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.sql.elements import TextClause
 
 from core import sqlite_driver
+from core.driver_sql import DriverStatement
 from core.destinations import INFO_KEY as DESTINATIONS
 from core.destinations import DestinationCache
 
@@ -131,6 +133,9 @@ def _learn_types_on_connect(engine: AsyncEngine) -> None:
             cursor.fetchall()
         finally:
             cursor.close()
+            # The cursor began a transaction; a connection goes to the pool with none open
+            # (a driver statement run on it would otherwise be rolled back at its checkin).
+            dbapi_conn.rollback()
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:
@@ -256,6 +261,10 @@ class Database:
         self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False, info=info)
         self._write_lock = WriteLock() if self.is_sqlite else None
         self._group: GroupCommitter | None = None
+        self._driver_statements: dict[TextClause, DriverStatement] = {}
+        # Called with the SQL of each driver statement run, as SQLAlchemy's cursor events
+        # are for the rest (tests count statements with both).
+        self.driver_listeners: list[Callable[[str], None]] = []
 
     @property
     def is_sqlite(self) -> bool:
@@ -269,14 +278,16 @@ class Database:
         async with self._reader() as session:
             yield session
 
-    @asynccontextmanager
-    async def autocommit(self) -> AsyncIterator[AsyncSession]:
-        """PostgreSQL: a session whose every statement commits on its own, for a write
-        that is one statement (no BEGIN and COMMIT round trips around it)."""
+    def driver_statement(self, statement: TextClause) -> DriverStatement:
+        """PostgreSQL: ``statement`` as run by the driver itself, outside any transaction (it
+        commits on its own), for a hot write that is one statement: no BEGIN and COMMIT round
+        trips around it, and none of SQLAlchemy's per-call layers (core/driver_sql.py)."""
         if self.is_sqlite:
-            raise RuntimeError("autocommit writes are for PostgreSQL; SQLite writes go through write()")
-        async with self._reader() as session:
-            yield session
+            raise RuntimeError("driver statements are for PostgreSQL; SQLite writes go through write()")
+        found = self._driver_statements.get(statement)
+        if found is None:
+            found = self._driver_statements[statement] = DriverStatement(statement, self._read_engine, self.driver_listeners)
+        return found
 
     @asynccontextmanager
     async def write(self, *, urgent: bool = False) -> AsyncIterator[AsyncSession]:

@@ -87,7 +87,13 @@ async def conversation_start_owes_nothing(session: AsyncSession, destinations: D
     with these ``destinations`` (no subscribed webhook, no push): its first line then owes
     only its relays, and PostgreSQL opens the chat with the line in one statement
     (core/line_batches.py)."""
-    return not wh.subscribed(destinations.endpoints, wh.CONVERSATION_STARTED) and not await any_push_key(session)
+    return start_owes_nothing(destinations, await any_push_key(session))
+
+
+def start_owes_nothing(destinations: Destinations, push_keys: bool) -> bool:
+    """:func:`conversation_start_owes_nothing` from what it reads (``push_keys``: whether any
+    agent has a push key)."""
+    return not push_keys and not wh.subscribed(destinations.endpoints, wh.CONVERSATION_STARTED)
 
 
 async def plan_conversation_started(session: AsyncSession, widget: Widget, conv: Conversation, message: Message) -> int:

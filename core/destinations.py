@@ -99,6 +99,18 @@ class DestinationCache:
         self._all = (until, found)
         return found.get(widget_id, NONE)
 
+    def peek(self, widget_id: int) -> Destinations | None:
+        """The widget's destinations if the cache holds them fresh, else None (read them with
+        :meth:`of`): for a path that opens a session only when it must."""
+        if self._all is not None and self._all[0] > time.monotonic():
+            return self._all[1].get(widget_id, NONE)
+        return None
+
+    def peek_push_keys(self) -> bool | None:
+        """:meth:`any_push_key`'s answer if the cache holds it fresh, else None."""
+        hit = self._push_keys
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
     async def _read(self, session: AsyncSession, widget_id: int | None) -> dict[int, Destinations]:
         self.reads += 1
         bindings = select(ChannelBinding.widget_id, ChannelBinding.id, ChannelBinding.platform).order_by(ChannelBinding.id)

@@ -38,8 +38,9 @@ than the write's own function even for one write (``alone``) is used for a
 batch of one too.
 
 A bulk form may also offer ``first``: a writer that stores what it can in
-one statement committing on its own (``Database.autocommit``, PostgreSQL),
-before the batch's transaction. Its callers are answered at once; what it
+one statement committing on its own (``Database.driver_statement``,
+PostgreSQL), before the batch's transaction; it gets the payloads alone and
+opens what it needs itself. Its callers are answered at once; what it
 answers None for goes on into the transaction as above. A write of one
 ``key`` must be left to the transaction only after those before it (the
 writer stores in order and leaves out only writes that are no-ops or go
@@ -83,7 +84,7 @@ class Bulk(Generic[T]):
     writer: Callable[[AsyncSession, list[Any]], Awaitable[list[T | None]]]
     payload: Any
     alone: bool = False  # worth it for a single write too (fewer statements than its function)
-    first: Callable[[AsyncSession, list[Any]], Awaitable[list[T | None]]] | None = None
+    first: Callable[[list[Any]], Awaitable[list[T | None]]] | None = None
 
 
 @dataclass
@@ -185,8 +186,7 @@ class GroupCommitter:
         stored: set[int] = set()
         for writer, indexes in by_writer.items():
             try:
-                async with self.db.autocommit() as session:
-                    answers = await writer(session, [batch[i].bulk.payload for i in indexes])  # type: ignore[union-attr]
+                answers = await writer([batch[i].bulk.payload for i in indexes])  # type: ignore[union-attr]
             except Exception:
                 # Nothing is answered: the transaction writes them all (a write the statement
                 # committed before failing is found there, by its client_id, as a resend).

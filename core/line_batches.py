@@ -32,7 +32,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, Boolean, Integer, Text, bindparam, column
 from sqlalchemy import text as sql_text
@@ -43,6 +43,9 @@ from core.clock import utcnow
 from core.conversations import Posted, VisitorContext
 from core.fanout import RELAY_ORDERING_PREFIX
 from core.models import Conversation, Message, detached
+
+if TYPE_CHECKING:
+    from core.db import Database
 
 __all__ = ["LinesNotBulk", "Relay", "VisitorLine", "post_visitor_lines", "store_in_chats"]
 
@@ -492,12 +495,12 @@ async def _open_conversations(
 
 
 async def store_in_chats(
-    session: AsyncSession, lines: Sequence[VisitorLine], relays: Sequence[Relay], may_open: Collection[int] = ()
+    db: Database, lines: Sequence[VisitorLine], relays: Sequence[Relay], may_open: Collection[int] = ()
 ) -> list[tuple[Posted, int] | None]:
     """PostgreSQL: store the lines of visitors with an open chat, and their relays to
-    ``relays``, in one statement that commits on its own (``session`` must be outside
-    a transaction: see ``Database.autocommit``). A visitor with no open chat on a
-    widget in ``may_open`` gets one opened by the same statement.
+    ``relays``, in one statement that commits on its own, run by the driver
+    (``Database.driver_statement``). A visitor with no open chat on a widget in
+    ``may_open`` gets one opened by the same statement.
 
     ``may_open`` names the widgets whose chats owe nothing when they start but their
     lines' relays (no ``conversation.started`` webhook, no push): the statement
@@ -538,8 +541,7 @@ async def store_in_chats(
     }
     per_widget = Counter(r.widget_id for r in relays)
     answers: list[tuple[Posted, int] | None] = [None] * len(lines)
-    for row in (await session.execute(_many_statements("postgresql").store, params)).all():
-        values = row._mapping
+    for values in await db.driver_statement(_many_statements("postgresql").store).fetch(params):
         if values["m_id"] is None:
             continue  # stored meanwhile by another process: the transactional path answers it
         message = detached(Message, {name: values[f"m_{name}"] for name in _MESSAGE_COLUMNS})

@@ -19,11 +19,16 @@ def statements(db: Database) -> Iterator[list[str]]:
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(" ".join(statement.split()))
 
+    def record_driver(statement: str) -> None:  # statements the driver runs itself (core/driver_sql.py)
+        seen.append(" ".join(statement.split()))
+
     engines = {db.engine.sync_engine, db._write_engine.sync_engine}
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
+    db.driver_listeners.append(record_driver)
     try:
         yield seen
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
+        db.driver_listeners.remove(record_driver)
