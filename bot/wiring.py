@@ -42,6 +42,7 @@ async def build_services(settings: Settings, *, public_url: str, limits: Limits 
             secret = await ensure_secret_key(session)
     bus: EventBus
     rate_limiter: RateLimiter
+    close_limiter: Callable[[], Awaitable[None]] | None = None  # the Redis limiter's own connection
     if settings.redis_url:
         from adapters.redis.bus import RedisBus
         from adapters.redis.ratelimit import RedisRateLimiter
@@ -49,7 +50,8 @@ async def build_services(settings: Settings, *, public_url: str, limits: Limits 
         # The prefix lets several deployments (or test runs) share one Redis.
         redis_bus = RedisBus(settings.redis_url, channel=f"{settings.redis_prefix}:events")
         await redis_bus.start()
-        bus, rate_limiter = redis_bus, RedisRateLimiter(redis_bus.redis, prefix=f"{settings.redis_prefix}:rl:")
+        redis_limiter = RedisRateLimiter(redis_bus.redis, prefix=f"{settings.redis_prefix}:rl:")
+        bus, rate_limiter, close_limiter = redis_bus, redis_limiter, redis_limiter.close
     else:
         bus, rate_limiter = LocalBus(), MemoryRateLimiter()
     metrics = Registry()
@@ -68,6 +70,8 @@ async def build_services(settings: Settings, *, public_url: str, limits: Limits 
     if settings.redis_url:
         svc.health_checks["redis"] = redis_bus.ping
         svc.closers.append(redis_bus.close)
+    if close_limiter is not None:
+        svc.closers.append(close_limiter)
     attach_assistant(svc, settings)
     return svc
 

@@ -4,7 +4,9 @@ The hits asked for in one turn of the event loop (frames from several
 sockets that were read together) go to Redis as one script call: one round
 trip and one command for the lot, where each hit was a round trip of its
 own. Redis runs a script alone, so hits on a shared key (an IP's sockets)
-are counted in order, exactly as separate calls were.
+are counted in order, exactly as separate calls were. The call goes on a
+connection of the limiter's own, written at once (adapters/redis/script_pipe.py),
+where Redis is reached over plain TCP; through redis-py otherwise.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from adapters.redis.script_pipe import ScriptPipe
 from core.ratelimit import Limit, MemoryRateLimiter
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,7 @@ class RedisRateLimiter:
         self._redis = redis
         self.prefix = prefix
         self._script = redis.register_script(_HIT_MANY)
+        self.pipe = ScriptPipe.of(redis, _HIT_MANY)  # None: through redis-py (TLS, Unix socket)
         self._fallback = MemoryRateLimiter()
         self._counter = 0
         self._waiting: list[_Hit] = []  # this turn's hits, sent by _flush
@@ -97,17 +101,18 @@ class RedisRateLimiter:
             # read together go together.
             loop.call_soon(self._flush)
         self._waiting.append(hit)
-        # Shielded: a caller cancelled while waiting must not fail the others' call. Its
-        # hit may still be counted, as a hit sent just before a cancel always could be.
-        return await asyncio.shield(hit.answer)
+        # Each hit has its own future: a caller cancelled while waiting cancels only its
+        # own, which the answers then skip. Its hit may still be counted, as a hit sent
+        # just before a cancel always could be.
+        return await hit.answer
+
+    async def close(self) -> None:
+        """Closes the limiter's own connection (the redis-py client is its owner's to close)."""
+        if self.pipe is not None:
+            self.pipe.close()
 
     def _flush(self) -> None:
         hits, self._waiting = self._waiting, []
-        task = asyncio.ensure_future(self._send(hits))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
-
-    async def _send(self, hits: list[_Hit]) -> None:
         keys: list[str] = []
         args: list[Any] = [time.time()]
         for hit in hits:
@@ -115,20 +120,55 @@ class RedisRateLimiter:
             for key, limit, window_s in hit.limits:
                 keys.append(self.prefix + key)
                 args += [window_s, limit]
+        self.calls += 1
+        reply = self.pipe.call_now(keys, args) if self.pipe is not None else None
+        if reply is not None:  # the common case: no task, the reply settles the hits
+            reply.add_done_callback(lambda done: self._settle(hits, done))
+            return
+        self._track(self._send(hits, keys, args))
+
+    def _track(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    def _settle(self, hits: list[_Hit], reply: "asyncio.Future[Any]") -> None:
+        exc = reply.exception()
+        if exc is None:
+            self._answer(hits, reply.result())
+        elif isinstance(exc, (RedisError, OSError)):
+            self._track(self._fall_back(hits, exc))
+        else:
+            self._fail(hits, exc)
+
+    async def _send(self, hits: list[_Hit], keys: list[str], args: list[Any]) -> None:
         try:
-            self.calls += 1
-            answers = await self._script(keys=keys, args=args)
+            if self.pipe is not None:
+                answers = await self.pipe.call(keys, args)
+            else:
+                answers = await self._script(keys=keys, args=args)
         except (RedisError, OSError) as exc:
-            log.warning("redis rate limit unavailable (%s); using local limits", type(exc).__name__)
-            for hit in hits:
-                if not hit.answer.done():
-                    hit.answer.set_result(await self._fallback.hit_all(hit.limits))
+            await self._fall_back(hits, exc)
             return
         except BaseException as exc:  # cancelled at shutdown, or a bug: no caller waits forever
-            for hit in hits:
-                if not hit.answer.done():
-                    hit.answer.set_exception(exc if isinstance(exc, Exception) else RedisError("rate limit call cancelled"))
+            self._fail(hits, exc if isinstance(exc, Exception) else RedisError("rate limit call cancelled"))
             raise
+        self._answer(hits, answers)
+
+    async def _fall_back(self, hits: list[_Hit], exc: BaseException) -> None:
+        log.warning("redis rate limit unavailable (%s); using local limits", type(exc).__name__)
+        for hit in hits:
+            if not hit.answer.done():
+                hit.answer.set_result(await self._fallback.hit_all(hit.limits))
+
+    @staticmethod
+    def _fail(hits: list[_Hit], exc: Exception) -> None:
+        for hit in hits:
+            if not hit.answer.done():
+                hit.answer.set_exception(exc)
+
+    @staticmethod
+    def _answer(hits: list[_Hit], answers: list[Any]) -> None:
         for hit, answer in zip(hits, answers):
             if not hit.answer.done():
                 text = answer.decode() if isinstance(answer, bytes) else answer
