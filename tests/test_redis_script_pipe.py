@@ -31,8 +31,9 @@ def test_every_reply_kind_parses_only_once_it_has_all_arrived() -> None:
         replies.append(str(reply) if isinstance(reply, ResponseError) else reply)
         start = end
     assert replies == expected
-    with pytest.raises(RedisConnectionError):
-        parse(b"?what\r\n")
+    for garbage in (b"?what\r\n", b"$five\r\n", b"*2\r\n:x\r\n"):
+        with pytest.raises(RedisConnectionError):
+            parse(garbage)
 
 
 def test_commands_are_arrays_of_bulk_strings() -> None:
@@ -139,3 +140,24 @@ def test_tls_and_unix_sockets_stay_with_redis_py() -> None:
     assert ScriptPipe.of(aioredis.Redis.from_url("rediss://127.0.0.1:6380/0"), ECHO) is None
     assert ScriptPipe.of(aioredis.Redis.from_url("unix:///tmp/redis.sock"), ECHO) is None
     assert ScriptPipe.of(aioredis.Redis.from_url("redis://127.0.0.1:6379/0"), ECHO) is not None
+
+
+async def test_a_reply_that_cannot_be_read_fails_the_calls_and_drops_the_connection() -> None:
+    async def garbled(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1024)
+        writer.write(b"$not-a-length\r\n")
+        await writer.drain()
+        await reader.read(1024)  # until the client drops the connection
+        writer.close()
+
+    server = await asyncio.start_server(garbled, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    pipe = ScriptPipe(ECHO, "127.0.0.1", port, username=None, password=None, db=0)
+    try:
+        with pytest.raises(RedisConnectionError):
+            await asyncio.wait_for(pipe.call([], ["x"]), 5)
+        assert pipe.call_now([], ["y"]) is None  # that connection is not used again
+    finally:
+        pipe.close()
+        server.close()
+        await server.wait_closed()

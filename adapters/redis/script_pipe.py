@@ -44,6 +44,13 @@ def encode(args: Sequence[Any]) -> bytes:
 
 def parse(buffer: bytes | bytearray, start: int = 0) -> tuple[Reply, int] | None:
     """The RESP2 reply at ``start`` and where it ends, or None if it has not all arrived."""
+    try:
+        return _parse(buffer, start)
+    except ValueError as exc:  # a length or number that is not one
+        raise RedisConnectionError(f"unreadable reply from Redis ({exc})") from exc
+
+
+def _parse(buffer: bytes | bytearray, start: int) -> tuple[Reply, int] | None:
     end = buffer.find(b"\r\n", start)
     if end < 0:
         return None
@@ -68,7 +75,7 @@ def parse(buffer: bytes | bytearray, start: int = 0) -> tuple[Reply, int] | None
             return None, after
         items = []
         for _ in range(count):
-            found = parse(buffer, after)
+            found = _parse(buffer, after)
             if found is None:
                 return None
             item, after = found
