@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -15,19 +18,23 @@ from adapters.redis.ratelimit import RedisRateLimiter
 PATHS = pytest.mark.parametrize("own_connection", [True, False], ids=["own-connection", "redis-py"])
 
 
-def _limiter(redis_url: str, own_connection: bool = True) -> tuple[aioredis.Redis, RedisRateLimiter]:
-    redis = aioredis.Redis.from_url(redis_url)
+@asynccontextmanager
+async def _limiter(redis_url: str, own_connection: bool, **options: Any) -> AsyncIterator[RedisRateLimiter]:
+    redis = aioredis.Redis.from_url(redis_url, **options)
     limiter = RedisRateLimiter(redis, prefix=f"test{os.getpid()}:{id(redis)}:rl:")
     assert limiter.pipe is not None
     if not own_connection:
         limiter.pipe = None
-    return redis, limiter
+    try:
+        yield limiter
+    finally:
+        await limiter.close()
+        await redis.aclose()
 
 
 @PATHS
 async def test_hits_of_one_turn_make_one_call_and_share_a_key_in_order(redis_url, own_connection):
-    redis, limiter = _limiter(redis_url, own_connection)
-    try:
+    async with _limiter(redis_url, own_connection) as limiter:
         # Five sockets of one IP send in the same turn; the IP may send 3 a minute.
         answers = await asyncio.gather(
             *(limiter.hit_all([(f"conn:{n}", 10, 60), ("ip:1", 3, 60)]) for n in range(5))
@@ -40,41 +47,26 @@ async def test_hits_of_one_turn_make_one_call_and_share_a_key_in_order(redis_url
         assert await limiter.hit_all([("conn:4", 1, 60)]) is None
         assert await limiter.hit_all([("conn:0", 1, 60)]) is not None
         assert limiter.calls == 4
-    finally:
-        await limiter.close()
-        await redis.aclose()
 
 
 @PATHS
 async def test_a_hit_with_no_limit_reached_in_a_mixed_batch_is_allowed(redis_url, own_connection):
-    redis, limiter = _limiter(redis_url, own_connection)
-    try:
+    async with _limiter(redis_url, own_connection) as limiter:
         assert await limiter.hit("busy", 1, 60) is None
         busy, quiet = await asyncio.gather(limiter.hit("busy", 1, 60), limiter.hit("quiet", 1, 60))
         assert busy is not None and quiet is None
-    finally:
-        await limiter.close()
-        await redis.aclose()
 
 
 @PATHS
 async def test_redis_away_falls_back_to_this_process_limits(own_connection):
-    redis = aioredis.Redis.from_url("redis://127.0.0.1:1", socket_connect_timeout=0.5)
-    limiter = RedisRateLimiter(redis)
-    if not own_connection:
-        limiter.pipe = None
-    try:
+    async with _limiter("redis://127.0.0.1:1", own_connection, socket_connect_timeout=0.5) as limiter:
         answers = await asyncio.gather(*(limiter.hit("k", 2, 60) for _ in range(3)))
         assert answers[:2] == [None, None] and answers[2] is not None
-    finally:
-        await limiter.close()
-        await redis.aclose()
 
 
 @PATHS
 async def test_a_caller_cancelled_while_waiting_leaves_the_others_their_answers(redis_url, own_connection):
-    redis, limiter = _limiter(redis_url, own_connection)
-    try:
+    async with _limiter(redis_url, own_connection) as limiter:
         await limiter.hit("warm", 100, 60)  # the connection is up: the next call is written at once
         tasks = [asyncio.ensure_future(limiter.hit(f"k{n}", 1, 60)) for n in range(3)]
         await asyncio.sleep(0)  # all three are waiting on this turn's call
@@ -83,6 +75,3 @@ async def test_a_caller_cancelled_while_waiting_leaves_the_others_their_answers(
         assert results[0] is None and results[2] is None
         assert isinstance(results[1], asyncio.CancelledError)
         assert limiter.calls == 2
-    finally:
-        await limiter.close()
-        await redis.aclose()
