@@ -42,7 +42,6 @@ async def build_services(settings: Settings, *, public_url: str, limits: Limits 
             secret = await ensure_secret_key(session)
     bus: EventBus
     rate_limiter: RateLimiter
-    close_limiter: Callable[[], Awaitable[None]] | None = None  # the Redis limiter's own connection
     if settings.redis_url:
         from adapters.redis.bus import RedisBus
         from adapters.redis.ratelimit import RedisRateLimiter
@@ -51,7 +50,7 @@ async def build_services(settings: Settings, *, public_url: str, limits: Limits 
         redis_bus = RedisBus(settings.redis_url, channel=f"{settings.redis_prefix}:events")
         await redis_bus.start()
         redis_limiter = RedisRateLimiter(redis_bus.redis, prefix=f"{settings.redis_prefix}:rl:")
-        bus, rate_limiter, close_limiter = redis_bus, redis_limiter, redis_limiter.close
+        bus, rate_limiter = redis_bus, redis_limiter
     else:
         bus, rate_limiter = LocalBus(), MemoryRateLimiter()
     metrics = Registry()
@@ -69,9 +68,7 @@ async def build_services(settings: Settings, *, public_url: str, limits: Limits 
     svc.health_checks["database"] = db.ping
     if settings.redis_url:
         svc.health_checks["redis"] = redis_bus.ping
-        svc.closers.append(redis_bus.close)
-    if close_limiter is not None:
-        svc.closers.append(close_limiter)
+        svc.closers += [redis_bus.close, redis_limiter.close]  # run in reverse: the limiter first
     attach_assistant(svc, settings)
     return svc
 

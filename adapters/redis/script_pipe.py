@@ -161,15 +161,17 @@ class ScriptPipe:
         replies = self._replies
         if replies is None or replies.lost or replies.transport is None or replies.transport.is_closing():
             return None
-        return self._write(replies, ["EVAL", self.script, len(keys), *keys, *args])
+        return self._write(replies, self._eval(keys, args))
 
     async def call(self, keys: Sequence[str], args: Sequence[Any]) -> Reply:
         """The script's reply; connects first if needed. Raises RedisError or OSError."""
         answer = self.call_now(keys, args)
         if answer is None:
-            replies = await self._connect()
-            answer = self._write(replies, ["EVAL", self.script, len(keys), *keys, *args])
+            answer = self._write(await self._connect(), self._eval(keys, args))
         return await answer
+
+    def _eval(self, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
+        return ["EVAL", self.script, len(keys), *keys, *args]
 
     def close(self) -> None:
         if self._replies is not None and self._replies.transport is not None:
