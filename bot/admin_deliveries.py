@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from adapters.webhooks.sender import WebhookDeliveries
 from core.agents import find_agent
 from core.clock import utcnow
 from core.db import Database
@@ -127,6 +126,8 @@ async def webhook_test(settings: Settings, args: argparse.Namespace) -> Output:
     Leased at creation so a running worker leaves it alone; if this command
     dies half way, the lease runs out and a worker sends it instead.
     """
+    from adapters.webhooks.sender import WebhookDeliveries  # aiohttp's client: only this verb sends
+
     db = Database(settings.database_url)
     try:
         async with db.write() as session:

@@ -14,15 +14,9 @@ from typing import Any
 
 from sqlalchemy.exc import DBAPIError
 
-from adapters.embeddings import default_embedder
-from adapters.llm.factory import build_providers
-from core.assistant_service import AssistantService
-from core.chat import ChatService
 from core.db import Database
-from core.events import LocalBus
 from core.kb_import import read_path
 from core.knowledge import entry_to_json, import_entries, list_entries
-from core.status import StatusWatcher
 from core.widgets import find_widget
 
 from bot.admin import DatabaseUnavailable, Output, _session, describe_db_error
@@ -69,6 +63,14 @@ async def kb_list(settings: Settings, args: argparse.Namespace) -> Output:
 
 
 async def kb_ask(settings: Settings, args: argparse.Namespace) -> Output:
+    # The assistant, its model and the AI providers' SDKs load only for this verb.
+    from adapters.embeddings import default_embedder
+    from adapters.llm.factory import build_providers
+    from core.assistant_service import AssistantService
+    from core.chat import ChatService
+    from core.events import LocalBus
+    from core.status import StatusWatcher
+
     db = Database(settings.database_url)
     bus = LocalBus()
     providers = build_providers(settings.ai)

@@ -22,7 +22,7 @@ from adapters.widget.socket import HUB
 from core.services import Services
 
 from bot.health import setup_health_routes
-from bot.logs import request_id_middleware
+from bot.request_ids import request_id_middleware
 from bot.metrics import setup_metrics
 
 if TYPE_CHECKING:  # the platform SDKs are heavy: import them only where a platform is configured

@@ -19,8 +19,6 @@ from typing import Any
 from core.errors import DomainError
 
 from bot import admin, admin_deliveries, admin_kb
-from bot.serve import ServeOptions, serve
-from bot.doctor import report, run_doctor
 from bot.logs import configure_logging
 from bot.settings import ConfigError, Settings, read_dotenv
 
@@ -148,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     try:
         if args.verb in {"run", "web", "worker"}:
+            from bot.serve import ServeOptions, serve  # the web app and its platforms: not for admin verbs
+
             options = ServeOptions(
                 mode=args.verb,
                 host=getattr(args, "host", None) or settings.host,
@@ -160,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("database is up to date")
             return 0
         if args.verb == "doctor":
+            from bot.doctor import report, run_doctor
+
             text_out, data, code = report(asyncio.run(run_doctor(settings)))
             print(json.dumps(data, indent=2) if args.json else text_out)
             return code

@@ -10,20 +10,16 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
-import secrets
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from aiohttp import web
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 
-# Query parameters that carry credentials; never written to a log line.
-_SECRET_PARAMS = ("token", "key", "code", "secret", "password")
 # The same error from the same place: its traceback at most once per this many seconds.
 REPEAT_INTERVAL_S = 10.0
 
@@ -166,30 +162,3 @@ def configure_logging(level: str, fmt: str) -> None:
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # a line per job per minute is noise
-
-
-def redact_path(request: web.BaseRequest) -> str:
-    """The path with credential-bearing query values masked (console links carry tokens)."""
-    if not request.query_string:
-        return request.path
-    parts = []
-    for name, value in request.query.items():
-        parts.append(f"{name}={'***' if name.lower() in _SECRET_PARAMS else value}")
-    return request.path + "?" + "&".join(parts)
-
-
-@web.middleware
-async def request_id_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """Tag everything logged while handling a request with one id, echoed in X-Request-Id."""
-    incoming = request.headers.get("X-Request-Id", "")
-    rid = incoming if 0 < len(incoming) <= 64 and incoming.isprintable() else secrets.token_hex(8)
-    token = request_id.set(rid)
-    try:
-        response = await handler(request)
-        if not response.prepared:
-            response.headers["X-Request-Id"] = rid
-        return response
-    finally:
-        request_id.reset(token)

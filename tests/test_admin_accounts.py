@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select, update
 
+from core import admins
 from core.admins import (
     admin_for_session,
     check_credentials,
@@ -31,6 +32,13 @@ def test_password_hashes_are_salted_scrypt_and_verify_only_the_right_password():
     assert verify_password("correct horse battery", a) and verify_password("correct horse battery", b)
     assert not verify_password("correct horse batterY", a)
     assert not verify_password("x", "garbage") and not verify_password("x", "bcrypt$1$2$3$4$5")
+
+
+def test_an_unknown_email_is_checked_against_a_hash_as_costly_as_a_real_one():
+    """The stand-in hash for unknown emails has the real parameters, so it runs the same scrypt."""
+    real, dummy = hash_password("correct horse battery").split("$"), admins._DUMMY_HASH.split("$")
+    assert dummy[:4] == real[:4] and [len(part) for part in dummy] == [len(part) for part in real]
+    assert not verify_password("", admins._DUMMY_HASH)
 
 
 async def test_sessions_are_stored_hashed_expire_and_end_with_a_new_password(db):
