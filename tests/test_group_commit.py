@@ -113,6 +113,34 @@ async def test_an_answer_means_the_row_is_readable_elsewhere(db, widget):
     assert all(await asyncio.gather(*(submit_then_read(i) for i in range(20))))
 
 
+async def test_a_batchs_callers_are_answered_before_the_next_batch_runs(db, widget):
+    """Once a batch has committed, its callers (acks to send) go before the writes queued
+    meanwhile: on SQLite a batch runs without yielding, so a writer going straight on to the
+    next batch left every ack of the last one waiting for it."""
+    committer = GroupCommitter(db, lanes=1)
+    order: list[str] = []
+    later: list[asyncio.Future[int]] = []
+
+    def noting(message: str, *, then_queue: bool = False) -> Any:
+        async def write(session: AsyncSession) -> int:
+            order.append(f"{message} runs")
+            if then_queue:  # lines arriving while this batch is in its transaction
+                later.extend(asyncio.ensure_future(committer.submit(noting(f"b{i}"))) for i in range(3))
+                await asyncio.sleep(0)
+            return (await add_offline_message(session, widget, {**FORM, "message": message})).id
+
+        return write
+
+    async def caller() -> None:
+        await committer.submit(noting("a", then_queue=True))
+        order.append("a answered")
+
+    await caller()
+    await asyncio.gather(*later)
+    assert order.index("a answered") < order.index("b0 runs"), order
+    assert await stored_messages(db) == ["a", "b0", "b1", "b2"]
+
+
 async def test_a_failing_commit_fails_every_write_of_the_batch_that_could_not_be_retried(db, widget, monkeypatch):
     committer = GroupCommitter(db, lanes=1)
     real_write = db.write
