@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -90,6 +91,13 @@ async def test_events_raised_in_one_turn_reach_redis_in_one_write_and_arrive_in_
         await proxy.close()
 
 
+def _closed_port() -> int:
+    """A local port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 async def _wait_for(condition: Any, timeout: float = 5.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not condition():
@@ -155,3 +163,46 @@ async def test_events_of_a_process_of_the_earlier_version_are_still_heard(redis_
     finally:
         await old.aclose()
         await bus.close()
+
+
+async def test_publishes_go_on_the_bus_connection_and_one_lost_with_it_is_only_logged(redis_url: str, caplog) -> None:
+    """The bus publishes on a connection of its own. When Redis drops it, a publish on it is
+    lost and logged, not raised (the change is committed; remote sockets resync), and the next
+    publish reconnects. TLS and Unix-socket URLs publish through redis-py."""
+    assert RedisBus("rediss://127.0.0.1:6380/0").pipe is None
+    assert RedisBus("unix:///tmp/redis.sock").pipe is None
+    channel = f"test{os.getpid()}:bus-pipe"
+    sender, receiver = RedisBus(redis_url, channel=channel), RedisBus(redis_url, channel=channel)
+    got: list[int] = []
+
+    async def on_created(_name: str, data: dict[str, Any]) -> None:
+        got.append(data["i"])
+
+    receiver.subscribe("message.created", on_created)
+    admin = aioredis.Redis.from_url(redis_url)
+    try:
+        await receiver.start()
+        await sender.start()
+        await sender.publish("message.created", {"i": 1})
+        await _wait_for(lambda: got == [1])
+        pipe = sender.pipe
+        assert pipe is not None and pipe.connections == 1 and pipe._replies is not None
+        assert pipe._replies.transport is not None
+        host, port = pipe._replies.transport.get_extra_info("sockname")[:2]
+        assert await admin.client_kill_filter(addr=f"{host}:{port}") == 1
+        await _wait_for(lambda: pipe._replies is not None and pipe._replies.lost)
+        await sender.publish("message.created", {"i": 2})  # reconnects, and is heard
+        await _wait_for(lambda: got == [1, 2])
+        assert pipe.connections == 2
+        # Redis out of reach: the publish is logged, not raised, and the next one gets through.
+        pipe._replies.transport.abort()
+        pipe.port, real_port = _closed_port(), pipe.port
+        await sender.publish("message.created", {"i": 3})
+        assert "redis publish failed" in caplog.text
+        pipe.port = real_port
+        await sender.publish("message.created", {"i": 4})
+        await _wait_for(lambda: got == [1, 2, 4])
+    finally:
+        await admin.aclose()
+        await sender.close()
+        await receiver.close()

@@ -74,10 +74,12 @@ async def test_events_missed_while_redis_was_away_are_recovered_from_the_databas
     b.bus.channel = "deskbell:nowhere"  # type: ignore[attr-defined]
     await b.chat.agent_message(ack["conversation_id"], "lost doorbell", agent_id=agent.id)
     assert await visitor.quiet(0.3) == []
-    # Process A's subscription drops and comes back: it resyncs from the database.
+    # Process A's subscription drops and comes back: it resyncs from the database. Only
+    # A's: killing every subscriber would make tests running beside this one resync too.
+    host, port = a.bus._pubsub.connection._writer.get_extra_info("sockname")[:2]  # type: ignore[attr-defined]
     admin = aioredis.Redis.from_url(redis_url)
     try:
-        await admin.client_kill_filter(_type="pubsub")
+        assert await admin.client_kill_filter(addr=f"{host}:{port}") == 1
     finally:
         await admin.aclose()
     frame = await visitor.next("message", timeout=8)

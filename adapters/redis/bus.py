@@ -17,6 +17,11 @@ A message starts with its publisher's origin (``{"o":"..."``), so a process
 drops its own messages, most of what a lone web process hears, without
 parsing them.
 
+Publishes go on a connection of the bus's own (adapters/redis/pipe.py): the
+turn's messages in one write, without redis-py's pool and pipeline objects
+around them (about 5 % of a web process's samples under the relay benchmark).
+TLS and Unix-socket URLs publish through redis-py as before.
+
 Each event name has its own channel (``{channel}:{name}``), and a process
 subscribes to the names it has handlers for: a worker has no visitor
 sockets, so it does not hear the visitors' lines (a tenth of its CPU went
@@ -39,6 +44,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from adapters.redis.pipe import CommandPipe
 from core import events as ev
 from core.events import Handler, LocalBus
 
@@ -84,6 +90,7 @@ class RedisBus:
         self._own = f'{{"o":"{self.origin}"'.encode()  # how this process's own messages start
         self.local = LocalBus()
         self.redis = aioredis.Redis.from_url(url, socket_connect_timeout=5, health_check_interval=15)
+        self.pipe = CommandPipe.of(self.redis)  # None: publishes go through redis-py (TLS, Unix socket)
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         self.connected = False
@@ -142,7 +149,9 @@ class RedisBus:
     async def _send(self, batch: "_PublishBatch") -> None:
         try:
             messages = batch.messages(self.origin, self.channel_of)
-            if len(messages) == 1:
+            if self.pipe is not None:
+                await self.pipe.send_all([("PUBLISH", channel, message) for channel, message in messages])
+            elif len(messages) == 1:
                 await self.redis.publish(*messages[0])
             else:
                 async with self.redis.pipeline(transaction=False) as pipe:
@@ -228,4 +237,6 @@ class RedisBus:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self.pipe is not None:
+            self.pipe.close()
         await self.redis.aclose()

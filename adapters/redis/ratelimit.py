@@ -5,7 +5,7 @@ sockets that were read together) go to Redis as one script call: one round
 trip and one command for the lot, where each hit was a round trip of its
 own. Redis runs a script alone, so hits on a shared key (an IP's sockets)
 are counted in order, exactly as separate calls were. The call goes on a
-connection of the limiter's own, written at once (adapters/redis/script_pipe.py),
+connection of the limiter's own, written at once (adapters/redis/pipe.py),
 where Redis is reached over plain TCP; through redis-py otherwise.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from adapters.redis.script_pipe import ScriptPipe
+from adapters.redis.pipe import ScriptPipe
 from core.ratelimit import Limit, MemoryRateLimiter
 
 log = logging.getLogger(__name__)

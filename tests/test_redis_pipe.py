@@ -1,4 +1,4 @@
-"""The rate limiter's own Redis connection (adapters/redis/script_pipe.py): calls written
+"""Redis connections of our own (adapters/redis/pipe.py), the rate limiter's and the bus's: calls written
 back to back, each reply matched to its call in order, losses and bad credentials
 reported as Redis errors so the limiter falls back, and redis-py for what it does not speak."""
 
@@ -13,7 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from adapters.redis.ratelimit import RedisRateLimiter
-from adapters.redis.script_pipe import ScriptPipe, encode, parse
+from adapters.redis.pipe import CommandPipe, ScriptPipe, encode, parse
 
 ECHO = "return ARGV"  # answers each call with its own arguments
 
@@ -53,6 +53,23 @@ async def test_calls_written_together_get_their_own_replies_in_order(redis_url: 
         assert pipe.connections == 1
     finally:
         pipe.close()
+
+
+async def test_commands_sent_together_go_in_one_write_and_an_error_raises_once_all_are_read(redis_url: str) -> None:
+    pipe = CommandPipe.of(aioredis.Redis.from_url(redis_url))
+    assert pipe is not None
+    key = f"test{os.getpid()}:pipe:all"
+    try:
+        assert await pipe.send_all([("SET", key, "1"), ("INCR", key), ("GET", key)]) == [b"OK", 2, b"2"]
+        with pytest.raises(ResponseError, match="WRONGTYPE"):
+            await pipe.send_all([("INCR", key), ("LPUSH", key, "x"), ("INCR", key)])
+        assert await pipe.send(("GET", key)) == b"4"  # both INCRs ran; the connection is still in step
+        assert pipe.connections == 1
+    finally:
+        pipe.close()
+        redis = aioredis.Redis.from_url(redis_url)
+        await redis.delete(key)
+        await redis.aclose()
 
 
 async def test_an_error_reply_fails_its_own_call_only(redis_url: str) -> None:

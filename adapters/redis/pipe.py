@@ -1,20 +1,20 @@
-"""One Lua script's calls on a Redis connection of our own, sent back to back.
+"""Redis commands on a connection of our own, written back to back.
 
-The rate limiter asks Redis once per event-loop turn that read frames. Through
-redis-py each call took about 260 µs of the web process's CPU (taking a
-connection from the pool, building the command, parsing the reply, giving the
-connection back) and the task that awaited it more; the script itself runs in
-Redis in microseconds. Here a call is one ``transport.write`` and one future:
-replies come back in the order the calls were written (Redis answers a
+The rate limiter asks Redis once per event-loop turn that read frames, and the
+event bus publishes once per turn that committed lines. Through redis-py a
+command took about 260 µs of the web process's CPU (taking a connection from
+the pool, building the command, parsing the reply, giving the connection
+back), and the task that awaited it more; Redis itself answers in
+microseconds. Here a command is one ``transport.write`` and one future:
+replies come back in the order the commands were written (Redis answers a
 connection's commands in order), so each resolves the oldest waiting future.
-About 90 µs a call, measured the same way (2,000 calls, one process).
+About 90 µs a script call, measured the same way (2,000 calls, one process).
 
 Only for a plain TCP connection (what ``redis://`` URLs give), with the
 client's own user, password and database: TLS and Unix sockets keep going
-through redis-py (:meth:`ScriptPipe.of` returns None for them). A call uses
-``EVAL`` with the script's text, so a Redis that restarted or flushed its
-scripts needs nothing resent. Replies are RESP2: the script returns a flat
-list of strings.
+through redis-py (:meth:`CommandPipe.of` returns None for them). A script
+call uses ``EVAL`` with the script's text, so a Redis that restarted or
+flushed its scripts needs nothing resent. Replies are RESP2.
 """
 
 from __future__ import annotations
@@ -130,11 +130,10 @@ class _Replies(asyncio.Protocol):
                 answer.set_exception(exc)
 
 
-class ScriptPipe:
-    """Calls of ``script`` on one connection of its own; reconnects on the next call after a loss."""
+class CommandPipe:
+    """Commands on one connection of its own; reconnects on the next command after a loss."""
 
-    def __init__(self, script: str, host: str, port: int, *, username: str | None, password: str | None, db: int) -> None:
-        self.script = script.encode()
+    def __init__(self, host: str, port: int, *, username: str | None, password: str | None, db: int) -> None:
         self.host, self.port = host, port
         self._hello = [
             *([["AUTH", *([username] if username else []), password]] if password else []),
@@ -144,43 +143,73 @@ class ScriptPipe:
         self._connecting: asyncio.Future[_Replies] | None = None
         self.connections = 0  # connections opened (tests look at it)
 
-    @classmethod
-    def of(cls, redis: aioredis.Redis, script: str) -> "ScriptPipe | None":
-        """A pipe to the server ``redis`` talks to, or None unless that is plain TCP."""
+    @staticmethod
+    def _address(redis: aioredis.Redis) -> dict[str, Any] | None:
+        """Where and as whom ``redis`` connects, or None unless that is plain TCP."""
         pool = redis.connection_pool
         if pool.connection_class is not aioredis.Connection:  # TLS, a Unix socket, or a subclass
             return None
         kw = pool.connection_kwargs
-        return cls(
-            script, kw.get("host", "localhost"), int(kw.get("port", 6379)),
-            username=kw.get("username"), password=kw.get("password"), db=int(kw.get("db") or 0),
-        )
+        return {
+            "host": kw.get("host", "localhost"), "port": int(kw.get("port", 6379)),
+            "username": kw.get("username"), "password": kw.get("password"), "db": int(kw.get("db") or 0),
+        }
 
-    def call_now(self, keys: Sequence[str], args: Sequence[Any]) -> "asyncio.Future[Reply] | None":
-        """The call's reply, written at once if the connection is up; None if it is not."""
-        replies = self._replies
-        if replies is None or replies.lost or replies.transport is None or replies.transport.is_closing():
-            return None
-        return self._write(replies, self._eval(keys, args))
+    @classmethod
+    def of(cls, redis: aioredis.Redis) -> "CommandPipe | None":
+        """A pipe to the server ``redis`` talks to, or None unless that is plain TCP."""
+        address = cls._address(redis)
+        return None if address is None else cls(**address)
 
-    async def call(self, keys: Sequence[str], args: Sequence[Any]) -> Reply:
-        """The script's reply; connects first if needed. Raises RedisError or OSError."""
-        answer = self.call_now(keys, args)
+    def send_now(self, command: Sequence[Any]) -> "asyncio.Future[Reply] | None":
+        """The command's reply, written at once if the connection is up; None if it is not."""
+        replies = self._live()
+        return None if replies is None else self._write(replies, command)
+
+    async def send(self, command: Sequence[Any]) -> Reply:
+        """The command's reply; connects first if needed. Raises RedisError or OSError."""
+        answer = self.send_now(command)
         if answer is None:
-            answer = self._write(await self._connect(), self._eval(keys, args))
+            answer = self._write(await self._connect(), command)
         return await answer
 
-    def _eval(self, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
-        return ["EVAL", self.script, len(keys), *keys, *args]
+    async def send_all(self, commands: Sequence[Sequence[Any]]) -> list[Reply]:
+        """Every command in one write; their replies. Raises the first error among them,
+        once every reply is in (none is left unread)."""
+        replies = self._live() or await self._connect()
+        answers = [self._expect(replies) for _ in commands]
+        assert replies.transport is not None
+        replies.transport.write(b"".join(encode(command) for command in commands))
+        results: list[Reply] = []
+        error: Exception | None = None
+        for answer in answers:
+            try:
+                results.append(await answer)
+            except Exception as exc:  # an error reply, or the connection lost
+                error = error or exc
+        if error is not None:
+            raise error
+        return results
 
     def close(self) -> None:
         if self._replies is not None and self._replies.transport is not None:
             self._replies.transport.close()
         self._replies = None
 
-    def _write(self, replies: _Replies, command: Sequence[Any]) -> "asyncio.Future[Reply]":
+    def _live(self) -> _Replies | None:
+        replies = self._replies
+        if replies is None or replies.lost or replies.transport is None or replies.transport.is_closing():
+            return None
+        return replies
+
+    @staticmethod
+    def _expect(replies: _Replies) -> "asyncio.Future[Reply]":
         answer: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         replies.waiting.append(answer)
+        return answer
+
+    def _write(self, replies: _Replies, command: Sequence[Any]) -> "asyncio.Future[Reply]":
+        answer = self._expect(replies)
         assert replies.transport is not None
         replies.transport.write(encode(command))
         return answer
@@ -205,3 +234,28 @@ class ScriptPipe:
         self.connections += 1
         self._replies = replies
         return replies
+
+
+class ScriptPipe(CommandPipe):
+    """Calls of one Lua script (``EVAL``) on a pipe of its own."""
+
+    def __init__(self, script: str, host: str, port: int, *, username: str | None, password: str | None, db: int) -> None:
+        super().__init__(host, port, username=username, password=password, db=db)
+        self.script = script.encode()
+
+    @classmethod
+    def of(cls, redis: aioredis.Redis, script: str) -> "ScriptPipe | None":  # type: ignore[override]
+        """A pipe to the server ``redis`` talks to, or None unless that is plain TCP."""
+        address = cls._address(redis)
+        return None if address is None else cls(script, **address)
+
+    def call_now(self, keys: Sequence[str], args: Sequence[Any]) -> "asyncio.Future[Reply] | None":
+        """The call's reply, written at once if the connection is up; None if it is not."""
+        return self.send_now(self._eval(keys, args))
+
+    async def call(self, keys: Sequence[str], args: Sequence[Any]) -> Reply:
+        """The script's reply; connects first if needed. Raises RedisError or OSError."""
+        return await self.send(self._eval(keys, args))
+
+    def _eval(self, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
+        return ["EVAL", self.script, len(keys), *keys, *args]
