@@ -141,6 +141,31 @@ async def test_a_batchs_callers_are_answered_before_the_next_batch_runs(db, widg
     assert await stored_messages(db) == ["a", "b0", "b1", "b2"]
 
 
+async def test_a_caller_cancelled_while_its_write_is_queued_leaves_the_write_and_the_others(db, widget):
+    """Cancelling a caller (its socket closed) does not withdraw its queued write, and the
+    other writes of its batch are answered as usual."""
+    committer = GroupCommitter(db, lanes=1)
+    inside, release = asyncio.Event(), asyncio.Event()
+
+    async def held(session: AsyncSession) -> int:
+        row = await add_offline_message(session, widget, {**FORM, "message": "held"})
+        inside.set()
+        await release.wait()
+        return row.id
+
+    first = asyncio.ensure_future(committer.submit(held))
+    await inside.wait()  # the first batch is in its transaction; these queue behind it
+    cancelled = asyncio.ensure_future(committer.submit(store(widget, "cancelled")))
+    kept = asyncio.ensure_future(committer.submit(store(widget, "kept")))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    release.set()
+    assert isinstance(await first, int) and isinstance(await kept, int)
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    assert await stored_messages(db) == ["cancelled", "held", "kept"]
+
+
 async def test_a_failing_commit_fails_every_write_of_the_batch_that_could_not_be_retried(db, widget, monkeypatch):
     committer = GroupCommitter(db, lanes=1)
     real_write = db.write
