@@ -308,7 +308,12 @@ class Database:
             self._write_lock.release()
 
     async def write_batched(
-        self, fn: Callable[[AsyncSession], Awaitable[T]], *, key: Hashable | None = None, bulk: Bulk[T] | None = None
+        self,
+        fn: Callable[[AsyncSession], Awaitable[T]],
+        *,
+        key: Hashable | None = None,
+        bulk: Bulk[T] | None = None,
+        background: bool = False,
     ) -> T:
         """Run ``fn(session)`` in a transaction shared with other writes queued meanwhile
         (group commit, core/group_commit.py); returns its result once committed.
@@ -317,12 +322,14 @@ class Database:
         twice (alone, after a batch it was in failed), so it must create what
         it adds inside the call; writes with the same ``key`` keep their order.
         ``bulk`` offers the write's bulk form (see core/group_commit.py).
+        ``background``: nobody waits on it (the worker's bookkeeping); it does not
+        share a batch with writes someone waits on unless it was held back already.
         """
         if self._group is None:
             from core.group_commit import GroupCommitter
 
             self._group = GroupCommitter(self)
-        return await self._group.submit(fn, key=key, bulk=bulk)
+        return await self._group.submit(fn, key=key, bulk=bulk, background=background)
 
     @property
     def group_commit(self) -> GroupCommitter | None:

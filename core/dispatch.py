@@ -16,9 +16,11 @@ queue for the next, so an idle worker records each at once.
 
 On SQLite claims and records join the process's group commit
 (``Database.write_batched``) instead of taking transactions of their own:
-with ``deskbell run`` they share a COMMIT, and its fsync, with the visitor
-lines written at the same moment. Claims and records were nearly half of
-that process's commits under the relay benchmark (bench/RESULTS.md).
+claims and records were nearly half of ``deskbell run``'s commits under the
+relay benchmark (bench/RESULTS.md). They join as background writes: visitor
+lines queued beside them commit first, in a batch of their own, so an ack
+never waits for the worker's bookkeeping; the claims and records then share
+the next COMMIT with whatever has queued by then.
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ class Dispatcher:
         docstring); on PostgreSQL one of its own. ``fn`` may run twice (alone,
         after a shared transaction failed), so it decides everything inside."""
         if self.db.is_sqlite:
-            return await self.db.write_batched(fn)
+            return await self.db.write_batched(fn, background=True)
         async with self.db.write() as session:
             return await fn(session)
 

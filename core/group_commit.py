@@ -46,6 +46,12 @@ answers None for goes on into the transaction as above. A write of one
 writer stores in order and leaves out only writes that are no-ops or go
 first to a chat anyway).
 
+A write may be marked ``background`` (nobody waits on it: the worker's
+claims and records on SQLite). When the queue holds both kinds, the writes
+someone waits on make a batch of their own and the background ones wait for
+the next batch, which takes everything queued by then: held back once, never
+twice in a row, however many lines keep coming.
+
 On PostgreSQL several lanes commit in parallel (they use different pool
 connections); writes with the same ``key`` always use the same lane, so the
 writes of one conversation stay in order and two batches never lock the
@@ -92,6 +98,7 @@ class _Item(Generic[T]):
     fn: Write[T]
     future: asyncio.Future[T]
     bulk: Bulk[T] | None = None
+    background: bool = False
 
 
 _NOT_YET = object()
@@ -101,6 +108,7 @@ _NOT_YET = object()
 class _Lane:
     queue: deque[_Item[Any]] = field(default_factory=deque)
     task: asyncio.Task[None] | None = None
+    held_back: bool = False  # the last batch left background writes queued
 
 
 @dataclass
@@ -122,7 +130,9 @@ class GroupCommitter:
         self._next_lane = itertools.count()
         self.stats = Stats()
 
-    async def submit(self, fn: Write[T], *, key: Hashable | None = None, bulk: Bulk[T] | None = None) -> T:
+    async def submit(
+        self, fn: Write[T], *, key: Hashable | None = None, bulk: Bulk[T] | None = None, background: bool = False
+    ) -> T:
         """Run ``fn(session)`` in a shared transaction; return its result once committed.
 
         Raises what ``fn`` raised when it ran alone, or the commit's error.
@@ -135,7 +145,7 @@ class GroupCommitter:
         n = len(self._lanes)
         lane = self._lanes[(hash(key) if key is not None else next(self._next_lane)) % n]
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        lane.queue.append(_Item(fn, future, bulk))
+        lane.queue.append(_Item(fn, future, bulk, background))
         if lane.task is None or lane.task.done():
             lane.task = asyncio.ensure_future(self._drain(lane))
         return await future
@@ -143,7 +153,7 @@ class GroupCommitter:
     async def _drain(self, lane: _Lane) -> None:
         """Commit batches until the lane's queue is empty; the next submit starts a new task."""
         while lane.queue:
-            batch = [lane.queue.popleft() for _ in range(min(self.max_batch, len(lane.queue)))]
+            batch = self._next_batch(lane)
             try:
                 await self._commit(batch)
                 if lane.queue:
@@ -159,6 +169,20 @@ class GroupCommitter:
                         item.future.set_exception(RuntimeError("writer stopped"))
                 lane.queue.clear()
                 raise
+
+    def _next_batch(self, lane: _Lane) -> list[_Item[Any]]:
+        """The queue's next batch: writes someone waits on go without the background ones
+        queued beside them (a worker's records), which then go in the next batch with
+        everything queued by then, so they wait one batch at most."""
+        if not lane.held_back and any(item.background for item in lane.queue):
+            waited_on = [item for item in lane.queue if not item.background][: self.max_batch]
+            if waited_on:
+                lane.held_back = True
+                taken = set(map(id, waited_on))
+                lane.queue = deque(item for item in lane.queue if id(item) not in taken)
+                return waited_on
+        lane.held_back = False
+        return [lane.queue.popleft() for _ in range(min(self.max_batch, len(lane.queue)))]
 
     @staticmethod
     async def _run_batch(session: AsyncSession, batch: list[_Item[Any]]) -> list[Any]:

@@ -166,6 +166,45 @@ async def test_a_caller_cancelled_while_its_write_is_queued_leaves_the_write_and
     assert await stored_messages(db) == ["cancelled", "held", "kept"]
 
 
+async def test_background_writes_queued_beside_waited_on_ones_go_in_the_next_batch_only(db, widget):
+    """A worker's records (background) do not hold up the lines queued beside them: those
+    commit first, alone; the records go in the next batch, with whatever queued by then,
+    so they wait one batch at most however many lines keep coming."""
+    committer = GroupCommitter(db, lanes=1)
+    inside, release = asyncio.Event(), asyncio.Event()
+    batch_of: dict[str, int] = {}
+
+    def noting(message: str) -> Any:
+        async def write(session: AsyncSession) -> int:
+            batch_of[message] = committer.stats.batches
+            if message == "first":
+                inside.set()
+                await release.wait()
+            return (await add_offline_message(session, widget, {**FORM, "message": message})).id
+
+        return write
+
+    first = asyncio.ensure_future(committer.submit(noting("first")))
+    await inside.wait()  # the first batch is in its transaction; these queue behind it
+    queued = [
+        asyncio.ensure_future(committer.submit(noting(name), background=name.startswith("record")))
+        for name in ("record1", "line1", "record2", "line2")
+    ]
+    await asyncio.sleep(0)
+    release.set()
+    await first
+    # The lines' batch is committing: a line and a record that arrive now queue behind it.
+    later = [
+        asyncio.ensure_future(committer.submit(noting(name), background=name.startswith("record")))
+        for name in ("record3", "line3")
+    ]
+    await asyncio.gather(*queued, *later)
+    assert batch_of["line1"] == batch_of["line2"] == batch_of["first"] + 1
+    assert batch_of["record1"] == batch_of["record2"] == batch_of["line1"] + 1  # held back once, not twice
+    assert batch_of["record3"] == batch_of["line3"] == batch_of["record1"]
+    assert len(await stored_messages(db)) == 7
+
+
 async def test_a_failing_commit_fails_every_write_of_the_batch_that_could_not_be_retried(db, widget, monkeypatch):
     committer = GroupCommitter(db, lanes=1)
     real_write = db.write
