@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import pytest
 import redis.asyncio as aioredis
@@ -16,6 +19,22 @@ from adapters.redis.ratelimit import RedisRateLimiter
 from adapters.redis.pipe import CommandPipe, ScriptPipe, encode, parse
 
 ECHO = "return ARGV"  # answers each call with its own arguments
+
+P = TypeVar("P", bound=CommandPipe)
+
+
+@asynccontextmanager
+async def _pipe_and_key(pipe: P | None, redis_url: str, name: str) -> AsyncIterator[tuple[P, str]]:
+    """``pipe`` (it must exist: the URL is plain TCP) and a key of this test's own; both gone after."""
+    assert pipe is not None
+    key = f"test{os.getpid()}:pipe:{name}"
+    try:
+        yield pipe, key
+    finally:
+        pipe.close()
+        redis = aioredis.Redis.from_url(redis_url)
+        await redis.delete(key)
+        await redis.aclose()
 
 
 def test_every_reply_kind_parses_only_once_it_has_all_arrived() -> None:
@@ -56,27 +75,17 @@ async def test_calls_written_together_get_their_own_replies_in_order(redis_url: 
 
 
 async def test_commands_sent_together_go_in_one_write_and_an_error_raises_once_all_are_read(redis_url: str) -> None:
-    pipe = CommandPipe.of(aioredis.Redis.from_url(redis_url))
-    assert pipe is not None
-    key = f"test{os.getpid()}:pipe:all"
-    try:
+    async with _pipe_and_key(CommandPipe.of(aioredis.Redis.from_url(redis_url)), redis_url, "all") as (pipe, key):
         assert await pipe.send_all([("SET", key, "1"), ("INCR", key), ("GET", key)]) == [b"OK", 2, b"2"]
         with pytest.raises(ResponseError, match="WRONGTYPE"):
             await pipe.send_all([("INCR", key), ("LPUSH", key, "x"), ("INCR", key)])
         assert await pipe.send(("GET", key)) == b"4"  # both INCRs ran; the connection is still in step
         assert pipe.connections == 1
-    finally:
-        pipe.close()
-        redis = aioredis.Redis.from_url(redis_url)
-        await redis.delete(key)
-        await redis.aclose()
 
 
 async def test_an_error_reply_fails_its_own_call_only(redis_url: str) -> None:
-    pipe = ScriptPipe.of(aioredis.Redis.from_url(redis_url), "return redis.call('INCRBY', KEYS[1], ARGV[1])")
-    assert pipe is not None
-    key = f"test{os.getpid()}:pipe:errors"
-    try:
+    incrby = ScriptPipe.of(aioredis.Redis.from_url(redis_url), "return redis.call('INCRBY', KEYS[1], ARGV[1])")
+    async with _pipe_and_key(incrby, redis_url, "errors") as (pipe, key):
         await pipe.call([key], [1])
         good, bad, after = pipe.call_now([key], [1]), pipe.call_now([key], ["not a number"]), pipe.call_now([key], [1])
         assert good is not None and bad is not None and after is not None
@@ -84,11 +93,6 @@ async def test_an_error_reply_fails_its_own_call_only(redis_url: str) -> None:
         with pytest.raises(ResponseError):
             await bad
         assert await after == 3
-    finally:
-        pipe.close()
-        redis = aioredis.Redis.from_url(redis_url)
-        await redis.delete(key)
-        await redis.aclose()
 
 
 async def test_a_lost_connection_fails_the_calls_in_flight_and_the_next_call_reconnects(redis_url: str) -> None:
