@@ -6,6 +6,7 @@ webhook, channel post) can be retried and never loses the message.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -61,6 +62,30 @@ _INSERT = (
 )
 
 
+# Several rows at once (core/form_batches.py), answered in the order given: one statement on
+# PostgreSQL; on SQLite SQLAlchemy keeps the order by inserting the rows one by one, in-process.
+_INSERT_MANY = insert(OfflineMessage.__table__).returning(*OfflineMessage.__table__.c, sort_by_parameter_order=True)
+
+
+def _detached(stored: Any) -> OfflineMessage:
+    row = OfflineMessage(**stored._mapping)
+    make_transient_to_detached(row)
+    return row
+
+
+async def add_offline_messages(
+    session: AsyncSession, submissions: Sequence[tuple[Widget, dict[str, Any]]]
+) -> list[OfflineMessage]:
+    """Store already cleaned submissions (widget, fields) with one INSERT ... RETURNING, in order."""
+    now = utcnow()
+    params = [{"widget_id": widget.id, "status": "new", "created_at": now, **fields} for widget, fields in submissions]
+    for values in params:
+        for name in _COLUMNS:
+            values.setdefault(name, None)
+    stored = (await session.execute(_INSERT_MANY, params)).all()
+    return [_detached(one) for one in stored]
+
+
 async def add_offline_message(session: AsyncSession, widget: Widget, fields: dict[str, Any]) -> OfflineMessage:
     """Store an already cleaned submission (``clean_submission``): one INSERT ... RETURNING.
 
@@ -69,9 +94,7 @@ async def add_offline_message(session: AsyncSession, widget: Widget, fields: dic
     """
     values = {"widget_id": widget.id, "status": "new", "created_at": utcnow(), **fields}
     stored = (await session.execute(_INSERT, {f"p_{name}": values.get(name) for name in _COLUMNS})).one()
-    row = OfflineMessage(**stored._mapping)
-    make_transient_to_detached(row)
-    return row
+    return _detached(stored)
 
 
 async def list_offline_messages(

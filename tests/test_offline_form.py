@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from sqlalchemy import select
 
-from core.models import OfflineMessage
+from core.models import OfflineMessage, OutboxItem
 from core.services import Services
 from core.widgets import create_widget
+from tests.sql_statements import statements
 
 GOOD = {"name": "Rita", "email": "rita@example.com", "message": "Please call me back", "page_url": "https://shop.example/"}
 
@@ -121,3 +124,37 @@ async def test_widget_script_is_gzipped_cached_and_small(client):
     assert len(await resp.read()) <= 15 * 1024
     again = await client.get("/widget.js", headers={"If-None-Match": resp.headers["ETag"]})
     assert again.status == 304
+
+
+async def test_submissions_arriving_together_are_stored_together_each_answered_with_its_own_row(client, services):
+    """Submissions queued for one transaction share one INSERT of their messages (one
+    statement on PostgreSQL; on SQLite one call, row by row) and one of the emails they owe,
+    flushed at the COMMIT rather than an email before each next message. Each 201 still
+    names its own row, and each message has its own email."""
+    async with services.db.write() as session:
+        widget = await create_widget(session, {"name": "Shop", "notify_emails": ["team@shop.example"]})
+    services.limits.offline_per_ip_per_hour = 1000
+    url = f"/widget/{widget.key}/offline-messages"
+    await client.post(url, json=GOOD)  # the committer exists, its counts start here
+    committer = services.db.group_commit
+    assert committer is not None
+    batches = committer.stats.batches
+    with statements(services.db) as seen:
+        resps = await asyncio.gather(*(client.post(url, json={**GOOD, "message": f"m{i:02d}", "email": f"v{i}@example.com"})
+                                      for i in range(30)))
+    assert [r.status for r in resps] == [201] * 30
+    ids = [(await r.json())["id"] for r in resps]
+    rows = {row.id: row for row in await _stored(services)}
+    assert [(rows[i].message, rows[i].email) for i in ids] == [(f"m{n:02d}", f"v{n}@example.com") for n in range(30)]
+    async with services.db.read() as session:
+        emails = list((await session.execute(select(OutboxItem).where(OutboxItem.kind == "email.offline_message"))).scalars())
+    owed = sorted((e.ref_id, e.payload["offline_message"]["message"]) for e in emails if e.ref_id in ids)
+    assert owed == sorted((i, rows[i].message) for i in ids)
+    used = committer.stats.batches - batches
+    assert committer.stats.retried_singly == 0 and 1 <= used < 30
+    inserts = [s.split()[2] for s in seen if s.startswith("INSERT INTO")]
+    assert set(inserts) == {"offline_messages", "outbox"}
+    runs = [table for n, table in enumerate(inserts) if n == 0 or inserts[n - 1] != table]
+    assert len(runs) <= 2 * used  # per batch the messages, then the emails: never interleaved
+    if not services.db.is_sqlite:
+        assert inserts.count("offline_messages") == inserts.count("outbox") == used

@@ -13,10 +13,11 @@ from adapters.http import client_ip, error_response, read_json, services
 from adapters.widget.origins import cors_headers, origin_allowed
 from adapters.widget.socket import HUB, widget_socket
 from core import events as ev
-from core.deliveries import plan_offline_message
 from core.errors import NotFound, RateLimited
+from core.form_batches import store_submission, store_submissions
+from core.group_commit import Bulk
 from core.models import OfflineMessage, Widget
-from core.offline import SpamRejected, add_offline_message, clean_submission, offline_message_to_json
+from core.offline import SpamRejected, clean_submission, offline_message_to_json
 from core.widgets import DEFAULTS as WIDGET_DEFAULTS
 from core.widgets import get_widget_by_key
 
@@ -126,12 +127,11 @@ async def post_offline_message(request: web.Request) -> web.Response:
         return web.json_response({"id": None, "status": "new", "message": THANKS}, status=201)
 
     async def store(session: AsyncSession) -> tuple[OfflineMessage, int]:
-        row = await add_offline_message(session, widget, fields)
-        return row, await plan_offline_message(session, widget, row)
+        return await store_submission(session, widget, fields)
 
     # The message and every delivery it owes, or nothing; committed (with other
-    # submissions queued meanwhile) before the 201.
-    row, planned = await svc.db.write_batched(store)
+    # submissions queued meanwhile, stored together) before the 201.
+    row, planned = await svc.db.write_batched(store, bulk=Bulk(store_submissions, (widget, fields)))
     stored = offline_message_to_json(row)
     if planned:
         svc.chat.outbox_enqueued()  # coalesced with other submissions', not awaited
