@@ -223,20 +223,52 @@ async def claim_due(
     return items
 
 
+@lru_cache(maxsize=None)
+def _held_statement(dialect: str) -> Any:
+    """Which of the rows ``ids`` ``holder`` still holds; on PostgreSQL locked until the
+    transaction ends, in the order of their ids.
+
+    Every statement that waits for outbox row locks takes them through this, in one
+    order: the records of finished deliveries, the lease renewals and the releases
+    of one worker run in transactions side by side, on overlapping rows. Each taking
+    its rows in the order its scan met them, two of them deadlocked now and then
+    (PostgreSQL then fails one: a renewal or a record lost, retried later). The
+    claim takes no part: it skips locked rows rather than waiting for them.
+    """
+    t = _OUTBOX
+    held = select(t.c.id).where(among(t.c.id, "ids", dialect), t.c.status == "delivering", t.c.claimed_by == bindparam("holder"))
+    return held.order_by(t.c.id).with_for_update() if dialect == "postgresql" else held
+
+
+@lru_cache(maxsize=None)
+def _renew_statement(dialect: str) -> Any:
+    t = _OUTBOX
+    return (
+        update(t)
+        .where(t.c.id.in_(_held_statement(dialect).scalar_subquery()))
+        .values(locked_until=bindparam("until"))
+        .returning(t.c.id)
+    )
+
+
+@lru_cache(maxsize=None)
+def _release_statement(dialect: str) -> Any:
+    t = _OUTBOX
+    return (
+        update(t)
+        .where(t.c.id.in_(_held_statement(dialect).scalar_subquery()))
+        .values(status="pending", locked_until=None, claimed_by=None, next_attempt_at=bindparam("now"))
+    )
+
+
 async def renew(
     session: AsyncSession, ids: Sequence[int], holder: str, *, now: datetime | None = None, lease: timedelta = CLAIM_LEASE
 ) -> set[int]:
     """Extend ``holder``'s lease on the rows ``ids``; return the ids it still holds."""
     if not ids:
         return set()
-    now = now or utcnow()
-    result = await session.execute(
-        update(OutboxItem)
-        .where(OutboxItem.id.in_(list(ids)), OutboxItem.status == "delivering", OutboxItem.claimed_by == holder)
-        .values(locked_until=now + lease)
-        .returning(OutboxItem.id)
-        .execution_options(synchronize_session=False)
-    )
+    statement = _renew_statement(session.get_bind().dialect.name)
+    result = await session.execute(statement, {"ids": list(ids), "holder": holder, "until": (now or utcnow()) + lease})
     return {int(i) for i in result.scalars()}
 
 
@@ -244,12 +276,8 @@ async def release(session: AsyncSession, ids: Sequence[int], holder: str, *, now
     """Hand rows claimed but never started back (a worker stopping cleanly): due again at once."""
     if not ids:
         return 0
-    result = await session.execute(
-        update(OutboxItem)
-        .where(OutboxItem.id.in_(list(ids)), OutboxItem.status == "delivering", OutboxItem.claimed_by == holder)
-        .values(status="pending", locked_until=None, claimed_by=None, next_attempt_at=now or utcnow())
-        .execution_options(synchronize_session=False)
-    )
+    statement = _release_statement(session.get_bind().dialect.name)
+    result = await session.execute(statement, {"ids": list(ids), "holder": holder, "now": now or utcnow()})
     return int(result.rowcount or 0)
 
 
@@ -304,14 +332,6 @@ class Finished:
     outcome: Outcome
     started_at: datetime
     finished_at: datetime
-
-
-@lru_cache(maxsize=None)
-def _held_statement(dialect: str) -> Any:
-    """Which of the rows ``ids`` ``holder`` still holds, locked on PostgreSQL until the records commit."""
-    t = _OUTBOX
-    held = select(t.c.id).where(among(t.c.id, "ids", dialect), t.c.status == "delivering", t.c.claimed_by == bindparam("holder"))
-    return held.with_for_update() if dialect == "postgresql" else held
 
 
 async def record_many(
