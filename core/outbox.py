@@ -240,25 +240,19 @@ def _held_statement(dialect: str) -> Any:
     return held.order_by(t.c.id).with_for_update() if dialect == "postgresql" else held
 
 
+def _update_held(dialect: str) -> Any:
+    """An UPDATE of the rows :func:`_held_statement` finds (and, on PostgreSQL, locks in order)."""
+    return update(_OUTBOX).where(_OUTBOX.c.id.in_(_held_statement(dialect).scalar_subquery()))
+
+
 @lru_cache(maxsize=None)
 def _renew_statement(dialect: str) -> Any:
-    t = _OUTBOX
-    return (
-        update(t)
-        .where(t.c.id.in_(_held_statement(dialect).scalar_subquery()))
-        .values(locked_until=bindparam("until"))
-        .returning(t.c.id)
-    )
+    return _update_held(dialect).values(locked_until=bindparam("until")).returning(_OUTBOX.c.id)
 
 
 @lru_cache(maxsize=None)
 def _release_statement(dialect: str) -> Any:
-    t = _OUTBOX
-    return (
-        update(t)
-        .where(t.c.id.in_(_held_statement(dialect).scalar_subquery()))
-        .values(status="pending", locked_until=None, claimed_by=None, next_attempt_at=bindparam("now"))
-    )
+    return _update_held(dialect).values(status="pending", locked_until=None, claimed_by=None, next_attempt_at=bindparam("now"))
 
 
 async def renew(

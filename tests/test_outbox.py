@@ -544,3 +544,22 @@ async def test_renewals_and_records_locking_the_same_rows_side_by_side_never_dea
 
     await asyncio.gather(renewing(), renewing(), recording(), recording(), recording())
     assert failures == []
+
+
+async def test_a_stopping_worker_hands_back_only_the_rows_it_still_holds(db: Database):
+    """``release``: rows claimed but never started go back to pending, due at once, held by
+    nobody; a row another worker holds now is left to it."""
+    from core.outbox import claim_due, outbox_row, release
+
+    await _outbox_of(db, [outbox_row("test", {"n": i}) for i in range(4)], 0)
+    async with db.write() as session:
+        mine = await claim_due(session, kinds=["test"], limit=3, holder="w1")
+        theirs = await claim_due(session, kinds=["test"], limit=3, holder="w2")
+    assert len(mine) == 3 and len(theirs) == 1
+    async with db.write() as session:
+        handed = await release(session, [item.id for item in mine[:2]] + [theirs[0].id], "w1")
+    assert handed == 2
+    async with db.read() as session:
+        rows = {row.id: row for row in (await session.execute(select(OutboxItem))).scalars()}
+    assert [(rows[i.id].status, rows[i.id].claimed_by) for i in mine] == [("pending", None), ("pending", None), ("delivering", "w1")]
+    assert (rows[theirs[0].id].status, rows[theirs[0].id].claimed_by) == ("delivering", "w2")
