@@ -25,6 +25,7 @@ from core.db import Database
 from core.events import EventBus
 from core.models import Agent, Widget
 from core.schedule import Schedule, parse_schedule
+from core.wakeups import wait_for_wake
 
 log = logging.getLogger(__name__)
 
@@ -144,10 +145,7 @@ class StatusWatcher:
             delay = MAX_SLEEP_S
             if next_wake is not None:
                 delay = min(delay, max(0.0, (next_wake - self.clock()).total_seconds()) + 0.01)
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except asyncio.TimeoutError:
-                pass
+            await wait_for_wake(self._wake, delay)
 
 
 class _Deleted:

@@ -35,6 +35,7 @@ from core.availability import WidgetStatus
 from core.conversations import message_frame, messages_after
 from core.models import Conversation, Widget
 from core.services import Services
+from core.wakeups import wait_for_wake
 from core.widgets import get_widget_by_key
 
 log = logging.getLogger(__name__)
@@ -323,10 +324,7 @@ class WidgetHub:
         while self._behind:
             if not now:
                 self._catch_up_now.clear()
-                try:
-                    await asyncio.wait_for(self._catch_up_now.wait(), delay)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_for_wake(self._catch_up_now, delay)
             now = False
             self._catch_up_now.clear()
             if not self._behind:  # the sockets behind went away meanwhile
