@@ -5,7 +5,6 @@ heartbeat (read by ``/readyz`` in every web process)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
@@ -23,6 +22,7 @@ from core.dispatch import Dispatcher
 from core.leader import Heartbeat
 from core.models import AgentToken
 from core.privacy import purge_expired
+from core.wakeups import wait_for_wake
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,7 @@ async def _housekeeping(db: Database, stop: asyncio.Event) -> None:
                 log.info("retention removed %(offline_messages)d offline messages, %(conversations)d conversations", purged)
         except Exception:
             log.exception("housekeeping failed; will retry")
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=PURGE_EVERY_S)
+        await wait_for_wake(stop, PURGE_EVERY_S)
 
 
 async def run_minutely(jobs: dict[str, Callable[[], Awaitable[Any]]], stop: asyncio.Event) -> None:

@@ -51,6 +51,7 @@ from core.outbox import (
     release,
     renew,
 )
+from core.wakeups import wait_for_wake
 
 log = logging.getLogger(__name__)
 
@@ -304,8 +305,7 @@ class Dispatcher:
     async def _keep_leases(self, stop: asyncio.Event) -> None:
         every = self.renew_every.total_seconds()
         while not stop.is_set():
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=every)
+            await wait_for_wake(stop, every)
             try:
                 await self.renew_leases()
             except Exception:

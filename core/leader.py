@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clock import utcnow
 from core.db import Database
 from core.models import Lease, WorkerHeartbeat
+from core.wakeups import wait_for_wake
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,7 @@ class LeaderElection:
                     await _stop(job_stop, running)
                     running = []
                 self.is_leader = leader
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.renew_s)
+                await wait_for_wake(stop, self.renew_s)
         finally:
             await _stop(job_stop, running)
             if self.is_leader:
@@ -188,8 +188,7 @@ class Heartbeat:
                     await self.beat_once()
                 except Exception:
                     log.warning("worker heartbeat: cannot reach the database", exc_info=True)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=self.every_s)
+                await wait_for_wake(stop, self.every_s)
         finally:
             with contextlib.suppress(Exception):
                 async with self.db.write() as session:

@@ -67,6 +67,12 @@ _INSERT = (
 _INSERT_MANY = insert(OfflineMessage.__table__).returning(*OfflineMessage.__table__.c, sort_by_parameter_order=True)
 
 
+def _row_values(widget: Widget, fields: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Every column of a new row (``_COLUMNS``) for a cleaned submission."""
+    values = {"widget_id": widget.id, "status": "new", "created_at": now, **fields}
+    return {name: values.get(name) for name in _COLUMNS}
+
+
 def _detached(stored: Any) -> OfflineMessage:
     row = OfflineMessage(**stored._mapping)
     make_transient_to_detached(row)
@@ -78,10 +84,7 @@ async def add_offline_messages(
 ) -> list[OfflineMessage]:
     """Store already cleaned submissions (widget, fields) with one INSERT ... RETURNING, in order."""
     now = utcnow()
-    params = [{"widget_id": widget.id, "status": "new", "created_at": now, **fields} for widget, fields in submissions]
-    for values in params:
-        for name in _COLUMNS:
-            values.setdefault(name, None)
+    params = [_row_values(widget, fields, now) for widget, fields in submissions]
     stored = (await session.execute(_INSERT_MANY, params)).all()
     return [_detached(one) for one in stored]
 
@@ -92,8 +95,8 @@ async def add_offline_message(session: AsyncSession, widget: Widget, fields: dic
     The row comes back detached (a plain snapshot of what was stored, not
     tracked by the session), which costs half of an ORM flush.
     """
-    values = {"widget_id": widget.id, "status": "new", "created_at": utcnow(), **fields}
-    stored = (await session.execute(_INSERT, {f"p_{name}": values.get(name) for name in _COLUMNS})).one()
+    values = _row_values(widget, fields, utcnow())
+    stored = (await session.execute(_INSERT, {f"p_{name}": values[name] for name in _COLUMNS})).one()
     return _detached(stored)
 
 

@@ -12,7 +12,6 @@ closes Slack goes offline by itself when the widget's session timeout passes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -25,6 +24,7 @@ from sqlalchemy import select
 from core.db import Database
 from core.models import Agent, AgentIdentity
 from core.services import Services
+from core.wakeups import wait_for_wake
 
 from adapters.slack.clients import SlackClients
 from adapters.slack.errors import NoInstallation, retry_after_s
@@ -145,5 +145,4 @@ class PresencePoller:
                 await self.run_once()
             except Exception:
                 log.exception("Slack presence poll failed; will retry")
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=self.tick_s)
+            await wait_for_wake(stop, self.tick_s)

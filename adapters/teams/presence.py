@@ -13,7 +13,6 @@ on the next tick, never crashing the worker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,6 +25,7 @@ from sqlalchemy import select
 from core.db import Database
 from core.models import Agent, AgentIdentity
 from core.services import Services
+from core.wakeups import wait_for_wake
 
 from adapters.teams.auth import ClientCredentials
 from adapters.teams.config import GRAPH_SCOPE
@@ -147,5 +147,4 @@ class PresencePoller:
                 log.warning("Graph presence unreachable: %s: %s", type(exc).__name__, exc)
             except Exception:
                 log.exception("Graph presence poll failed")
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=max(self.interval_s, pause or 0.0))
+            await wait_for_wake(stop, max(self.interval_s, pause or 0.0))
