@@ -58,6 +58,7 @@ async def open_loop(session: aiohttp.ClientSession, index: int, url: str, rate: 
                     start_at: float, max_in_flight: int = 2000) -> dict[str, Any]:
     statuses: Counter[str] = Counter()
     latencies: list[float] = []
+    sent_at: list[float] = []  # each latency's scheduled send, seconds into the phase
     interval = 1.0 / rate
     total = int(rate * duration)
     in_flight: set[asyncio.Task[None]] = set()
@@ -70,6 +71,7 @@ async def open_loop(session: aiohttp.ClientSession, index: int, url: str, rate: 
                 statuses[str(resp.status)] += 1
                 if resp.status == 201:
                     latencies.append(time.monotonic() - scheduled)
+                    sent_at.append(scheduled - start_at)
         except Exception as exc:  # noqa: BLE001
             statuses[type(exc).__name__] += 1
 
@@ -87,7 +89,7 @@ async def open_loop(session: aiohttp.ClientSession, index: int, url: str, rate: 
         task.add_done_callback(in_flight.discard)
     if in_flight:
         await asyncio.wait(in_flight, timeout=30)
-    return {"statuses": dict(statuses), "latencies": latencies, "skipped": skipped, "sent": total - skipped}
+    return {"statuses": dict(statuses), "latencies": latencies, "sent_at": sent_at, "skipped": skipped, "sent": total - skipped}
 
 
 async def http_worker(conn: Any, index: int) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sqlite3
 import sys
 import time
@@ -65,9 +66,20 @@ async def run_phases(workers: Workers, url: str, duration: float, concurrency: i
     lat = stats_ms([t for r in fixed for t in r["latencies"]])
     log(f"fixed {FIXED_RATE:.0f}/s: {fixed_ok:,} ok, p50 {fmt_ms(lat['p50'])}, p99 {fmt_ms(lat['p99'])}, "
         f"max {fmt_ms(lat['max'])}{f', other {fixed_other}' if fixed_other else ''}{f', skipped {skipped}' if skipped else ''}")
+    log("p99 per 2 s at 500/s: " + ", ".join(fmt_ms(w["p99"]) for w in windows_ms(fixed, duration, 2.0)))
     return {"rate": ok / elapsed, "accepted": ok, "max_p50": max_lat["p50"], "max_p99": max_lat["p99"],
             "errors": sum(other.values()) + sum(fixed_other.values()) + skipped,
             "fixed_ok": fixed_ok, "fixed_sent": FIXED_RATE * duration, "p50": lat["p50"], "p99": lat["p99"], "max": lat["max"]}
+
+
+def windows_ms(replies: list[dict[str, Any]], duration: float, width: float) -> list[dict[str, float]]:
+    """Latency stats of each ``width`` seconds of an open-loop phase, by scheduled send time:
+    a tail that comes in bursts (a checkpoint, a collection) shows in one window."""
+    spans: list[list[float]] = [[] for _ in range(max(1, math.ceil(duration / width)))]
+    for reply in replies:
+        for at, latency in zip(reply["sent_at"], reply["latencies"]):
+            spans[min(len(spans) - 1, max(0, int(at // width)))].append(latency)
+    return [stats_ms(span) for span in spans]
 
 
 async def count_rows(stack: Stack) -> int:

@@ -27,7 +27,7 @@ from core.digests import first_line
 from core.errors import Conflict, NotFound
 from core.fanout import plan_offline_message_channel_posts
 from core.links import conversation_path, offline_message_path
-from core.mail import plan_offline_notifications, plan_transcript, plan_visitor_reply
+from core.mail import offline_notification_rows, plan_offline_notifications, plan_transcript, plan_visitor_reply
 from core.models import (
     ChannelBinding,
     Conversation,
@@ -69,11 +69,23 @@ async def _plan_pushes(session: AsyncSession, widget: Widget, push: Push, *, ref
     return await plan_pushes(session, widget, push, ref=ref)
 
 
-async def plan_offline_message(session: AsyncSession, widget: Widget, row: OfflineMessage) -> int:
-    """Every destination of a new offline message: team email, webhooks, channels, pushes."""
+async def plan_offline_message(
+    session: AsyncSession, widget: Widget, row: OfflineMessage, *, emails: list[dict[str, Any]] | None = None
+) -> int:
+    """Every destination of a new offline message: team email, webhooks, channels, pushes.
+
+    With ``emails``, the team's emails are appended to it as outbox columns
+    for the caller to write with others in one INSERT (``core.outbox.insert_rows``)
+    instead of being added to the session.
+    """
     ref = ("offline_message", row.id)
     data = {"widget": _widget_ref(widget), "offline_message": offline_message_to_json(row)}
-    planned = plan_offline_notifications(session, widget, row)
+    if emails is None:
+        planned = plan_offline_notifications(session, widget, row)
+    else:
+        mail = offline_notification_rows(widget, row)
+        emails.extend(mail)
+        planned = len(mail)
     planned += await _plan_webhooks(session, widget.id, wh.OFFLINE_MESSAGE_CREATED, data, ref=ref)
     planned += await plan_offline_message_channel_posts(session, widget.id, row.id)
     who = row.name or row.email
