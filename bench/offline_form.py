@@ -3,6 +3,7 @@
     .venv/bin/python bench/offline_form.py                 # SQLite and PostgreSQL, 20 s phases
     .venv/bin/python bench/offline_form.py --quick         # 5 s phases
     .venv/bin/python bench/offline_form.py --db postgres   # one database only
+    .venv/bin/python bench/offline_form.py --duration 10 --no-baselines   # one of an alternated pair
 
 For each database: ``deskbell migrate`` + one ``deskbell web`` on a fresh
 database, a widget with a notification email (so each submission commits the
@@ -124,6 +125,7 @@ async def main() -> int:
     parser.add_argument("--duration", type=float, help="seconds per phase (default 20; 5 with --quick)")
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight in the max-rate phase")
+    parser.add_argument("--no-baselines", action="store_true", help="skip the bare aiohttp runs (for alternated pairs)")
     args = parser.parse_args()
     duration = args.duration or (5.0 if args.quick else 20.0)
     raise_fd_limit()
@@ -134,8 +136,9 @@ async def main() -> int:
         for db in (("sqlite", "postgres") if args.db == "both" else (args.db,)):
             results[f"deskbell web, {db}"] = await bench_deskbell(db, workers, duration, args.concurrency)
         stack = Stack("form-baseline")
+        baselines = () if args.no_baselines else (("http", "bare aiohttp, no DB"), ("http-sqlite", "bare aiohttp + 1 SQLite insert"))
         try:
-            for mode, name in (("http", "bare aiohttp, no DB"), ("http-sqlite", "bare aiohttp + 1 SQLite insert")):
+            for mode, name in baselines:
                 base = await start_baseline(stack, mode, str(stack.dir / f"{mode}.db"))
                 log(f"baseline {mode}: pid {base.pid}")
                 results[name] = await run_phases(workers, f"http://{HOST}:{base.port}/form", duration, args.concurrency)
