@@ -25,17 +25,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.deliveries import plan_offline_message
 from core.models import OfflineMessage, Widget
-from core.offline import add_offline_message, add_offline_messages
+from core.offline import add_offline_messages
 from core.outbox import insert_rows
 
 Submission = tuple[Widget, dict[str, Any]]  # the widget and the cleaned fields (``clean_submission``)
 
 
 async def store_submission(session: AsyncSession, widget: Widget, fields: dict[str, Any]) -> tuple[OfflineMessage, int]:
-    """One submission and its deliveries; returns the row and how many deliveries it owes."""
-    with session.no_autoflush:
-        row = await add_offline_message(session, widget, fields)
-        return row, await plan_offline_message(session, widget, row)
+    """One submission and its deliveries; returns the row and how many deliveries it owes.
+
+    The bulk form with one submission, so a submission retried alone (its batch
+    failed) is written exactly as in a batch.
+    """
+    (answer,) = await store_submissions(session, [(widget, fields)])
+    return answer
 
 
 async def store_submissions(session: AsyncSession, submissions: Sequence[Submission]) -> list[tuple[OfflineMessage, int]]:

@@ -130,9 +130,8 @@ async def post_offline_message(request: web.Request) -> web.Response:
         return await store_submission(session, widget, fields)
 
     # The message and every delivery it owes, or nothing; committed (with other
-    # submissions queued meanwhile, stored together) before the 201. Alone too: the
-    # bulk form writes the emails as plain columns, no ORM unit of work.
-    row, planned = await svc.db.write_batched(store, bulk=Bulk(store_submissions, (widget, fields), alone=True))
+    # submissions queued meanwhile, stored together) before the 201.
+    row, planned = await svc.db.write_batched(store, bulk=Bulk(store_submissions, (widget, fields)))
     stored = offline_message_to_json(row)
     if planned:
         svc.chat.outbox_enqueued()  # coalesced with other submissions', not awaited
