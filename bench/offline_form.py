@@ -75,7 +75,7 @@ async def run_phases(workers: Workers, url: str, duration: float, concurrency: i
 
 def windows_ms(replies: list[dict[str, Any]], duration: float, width: float) -> list[dict[str, float]]:
     """Latency stats of each ``width`` seconds of an open-loop phase, by scheduled send time:
-    a tail that comes in bursts (a checkpoint, a collection) shows in one window."""
+    a tail that comes in bursts (the disk stalling, a collection) shows in its windows."""
     spans: list[list[float]] = [[] for _ in range(max(1, math.ceil(duration / width)))]
     for reply in replies:
         for at, latency in zip(reply["sent_at"], reply["latencies"]):
