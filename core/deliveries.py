@@ -27,7 +27,7 @@ from core.digests import first_line
 from core.errors import Conflict, NotFound
 from core.fanout import plan_offline_message_channel_posts
 from core.links import conversation_path, offline_message_path
-from core.mail import offline_notification_rows, plan_offline_notifications, plan_transcript, plan_visitor_reply
+from core.mail import offline_notification_rows, plan_transcript, plan_visitor_reply
 from core.models import (
     ChannelBinding,
     Conversation,
@@ -79,13 +79,14 @@ async def plan_offline_message(
     instead of being added to the session.
     """
     ref = ("offline_message", row.id)
-    data = {"widget": _widget_ref(widget), "offline_message": offline_message_to_json(row)}
+    message = offline_message_to_json(row)
+    data = {"widget": _widget_ref(widget), "offline_message": message}
+    mail = offline_notification_rows(widget, message)
     if emails is None:
-        planned = plan_offline_notifications(session, widget, row)
+        session.add_all(OutboxItem(**columns) for columns in mail)
     else:
-        mail = offline_notification_rows(widget, row)
         emails.extend(mail)
-        planned = len(mail)
+    planned = len(mail)
     planned += await _plan_webhooks(session, widget.id, wh.OFFLINE_MESSAGE_CREATED, data, ref=ref)
     planned += await plan_offline_message_channel_posts(session, widget.id, row.id)
     who = row.name or row.email

@@ -23,8 +23,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.models import Conversation, Digest, Message, OfflineMessage, OutboxItem, Widget, WidgetNotifySettings
-from core.offline import offline_message_to_json
+from core.models import Conversation, Digest, Message, Widget, WidgetNotifySettings
 from core.outbox import enqueue, outbox_row
 
 KIND_OFFLINE = "email.offline_message"
@@ -44,24 +43,17 @@ def visitor_email_key(conversation_id: int) -> str:
     return f"visitor_email:{conversation_id}"
 
 
-def offline_notification_rows(widget: Widget, row: OfflineMessage) -> list[dict[str, Any]]:
+def offline_notification_rows(widget: Widget, message: dict[str, Any]) -> list[dict[str, Any]]:
     """One email per address in the widget's ``notify_emails``; Reply-To is the visitor.
 
+    ``message`` is the stored message as JSON (``offline_message_to_json``).
     As outbox columns (``core.outbox.insert_rows``), so a batch of form
     submissions writes all its emails in one INSERT, with no ORM row each.
     """
-    data = offline_message_to_json(row)
     return [
-        outbox_row(KIND_OFFLINE, {"to": address, "widget": _widget(widget), "offline_message": data}, ref=("offline_message", row.id))
+        outbox_row(KIND_OFFLINE, {"to": address, "widget": _widget(widget), "offline_message": message}, ref=("offline_message", message["id"]))
         for address in widget.notify_emails or []
     ]
-
-
-def plan_offline_notifications(session: AsyncSession, widget: Widget, row: OfflineMessage) -> int:
-    """:func:`offline_notification_rows` added to the session as ORM rows."""
-    rows = offline_notification_rows(widget, row)
-    session.add_all(OutboxItem(**columns) for columns in rows)
-    return len(rows)
 
 
 def plan_visitor_reply(session: AsyncSession, conv: Conversation, message: Message, *, delay_s: float = VISITOR_REPLY_DELAY_S) -> int:

@@ -10,14 +10,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import make_transient_to_detached
 
 from core import validation as v
 from core.clock import iso, utcnow
 from core.errors import NotFound, ValidationFailed
-from core.models import OfflineMessage, Widget
+from core.models import OfflineMessage, Widget, detached
 
 MAX_MESSAGE = 5000
 FORM_FIELDS = {"name", "email", "message", "page_url", "website"}
@@ -54,16 +53,9 @@ async def store_offline_message(session: AsyncSession, widget: Widget, data: Any
 
 
 _COLUMNS = ("widget_id", "name", "email", "message", "page_url", "status", "created_at")
-# Built once: constructing it per submission cost about as much as running it.
-_INSERT = (
-    insert(OfflineMessage.__table__)
-    .values({name: bindparam(f"p_{name}") for name in _COLUMNS})
-    .returning(*OfflineMessage.__table__.c)
-)
-
-
-# Several rows at once (core/form_batches.py), answered in the order given: one statement on
-# PostgreSQL; on SQLite SQLAlchemy keeps the order by inserting the rows one by one, in-process.
+# Built once: constructing it per submission cost about as much as running it. Answered in
+# the order given: one statement on PostgreSQL; on SQLite SQLAlchemy keeps the order by
+# inserting the rows one by one, in-process.
 _INSERT_MANY = insert(OfflineMessage.__table__).returning(*OfflineMessage.__table__.c, sort_by_parameter_order=True)
 
 
@@ -73,31 +65,25 @@ def _row_values(widget: Widget, fields: dict[str, Any], now: datetime) -> dict[s
     return {name: values.get(name) for name in _COLUMNS}
 
 
-def _detached(stored: Any) -> OfflineMessage:
-    row = OfflineMessage(**stored._mapping)
-    make_transient_to_detached(row)
-    return row
-
-
 async def add_offline_messages(
     session: AsyncSession, submissions: Sequence[tuple[Widget, dict[str, Any]]]
 ) -> list[OfflineMessage]:
-    """Store already cleaned submissions (widget, fields) with one INSERT ... RETURNING, in order."""
+    """Store already cleaned submissions (widget, fields; see ``clean_submission``) with one
+    INSERT ... RETURNING, in order (core/form_batches.py).
+
+    The rows come back detached (plain snapshots of what was stored, not
+    tracked by the session), which costs half of an ORM flush.
+    """
     now = utcnow()
     params = [_row_values(widget, fields, now) for widget, fields in submissions]
     stored = (await session.execute(_INSERT_MANY, params)).all()
-    return [_detached(one) for one in stored]
+    return [detached(OfflineMessage, one) for one in stored]
 
 
 async def add_offline_message(session: AsyncSession, widget: Widget, fields: dict[str, Any]) -> OfflineMessage:
-    """Store an already cleaned submission (``clean_submission``): one INSERT ... RETURNING.
-
-    The row comes back detached (a plain snapshot of what was stored, not
-    tracked by the session), which costs half of an ORM flush.
-    """
-    values = _row_values(widget, fields, utcnow())
-    stored = (await session.execute(_INSERT, {f"p_{name}": values[name] for name in _COLUMNS})).one()
-    return _detached(stored)
+    """:func:`add_offline_messages` for one submission."""
+    (row,) = await add_offline_messages(session, [(widget, fields)])
+    return row
 
 
 async def list_offline_messages(
