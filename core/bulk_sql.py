@@ -8,10 +8,12 @@ delivery (its attempt, its row's new state, the relayed message's link):
 arrays a batch is one statement per table whatever its size, and every batch
 size runs the same prepared statement.
 
-SQLite answers ``executemany`` in-process, so there these helpers take the
-ordinary path. (One JSON array of rows read by ``json_each``, as the visitor
-lines' store does, was measured for these tables: 30 delivery attempts cost
-0.87-1.09 ms of CPU that way against 0.81-0.92 ms by ``executemany``.)
+SQLite answers ``executemany`` in-process, so there these helpers run one
+statement per row, on the write transaction's own connection
+(core/driver_sql.py). (One JSON array of rows read by ``json_each``, as the
+visitor lines' store does, was measured for these tables: 30 delivery
+attempts cost 0.87-1.09 ms of CPU that way against 0.81-0.92 ms by
+``executemany``.)
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import JSON, ColumnElement, Table, Text, any_, bindparam, insert, update
+from sqlalchemy import JSON, ColumnElement, Table, Text, any_, bindparam, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.types import TypeEngine
+
+from core.driver_sql import execute_many
 
 __all__ = ["among", "insert_many", "update_many"]
 
@@ -105,16 +109,31 @@ async def insert_many(
     ``skip_existing`` leaves out rows whose unique key is taken (``ON CONFLICT DO NOTHING``)."""
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    if dialect != "postgresql":
-        statement = sqlite_insert(table).on_conflict_do_nothing() if skip_existing else insert(table)
-        await session.execute(statement, list(rows))
-        return
     defaults = _defaults(table, rows[0])
     if defaults:  # what SQLAlchemy's INSERT would have filled in (one value for the batch)
         rows = [{**defaults, **row} for row in rows]
     columns = tuple(sorted(rows[0]))
+    if session.get_bind().dialect.name != "postgresql":
+        await execute_many(session, _sqlite_insert(table, columns, skip_existing), rows)
+        return
     await session.execute(_insert_sql(table, columns, skip_existing), _arrays(table, columns, rows))
+
+
+@lru_cache(maxsize=None)
+def _sqlite_insert(table: Table, columns: tuple[str, ...], skip_existing: bool) -> Any:
+    """SQLite's INSERT of ``columns``, one typed parameter per column (run inline, core/driver_sql.py)."""
+    statement = sqlite_insert(table).values({c: bindparam(c, type_=table.c[c].type) for c in columns})
+    return statement.on_conflict_do_nothing() if skip_existing else statement
+
+
+@lru_cache(maxsize=None)
+def _sqlite_update(table: Table, key: str, columns: tuple[str, ...]) -> Any:
+    """SQLite's UPDATE of ``columns`` on the row whose ``key`` is ``b_key``, typed as :func:`_sqlite_insert`."""
+    return (
+        update(table)
+        .where(table.c[key] == bindparam("b_key", type_=table.c[key].type))
+        .values({c: bindparam(f"b_{c}", type_=table.c[c].type) for c in columns})
+    )
 
 
 def _defaults(table: Table, row: dict[str, Any]) -> dict[str, Any]:
@@ -139,11 +158,8 @@ async def update_many(session: AsyncSession, table: Table, key: str, rows: Seque
         return
     columns = tuple(sorted(c for c in rows[0] if c != key))
     if session.get_bind().dialect.name != "postgresql":
-        statement = update(table).where(table.c[key] == bindparam("b_key")).values(
-            {c: bindparam(f"b_{c}") for c in columns}
-        )
         params = [{"b_key": row[key], **{f"b_{c}": row[c] for c in columns}} for row in rows]
-        await session.execute(statement, params, execution_options={"synchronize_session": False})
+        await execute_many(session, _sqlite_update(table, key, columns), params)
         return
     params = {"k": [row[key] for row in rows], **_arrays(table, columns, rows)}
     await session.execute(_update_sql(table, key, columns), params)

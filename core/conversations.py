@@ -19,6 +19,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from core import validation as v
 from core.clock import iso, utcnow
+from core.driver_sql import returned_rows
 from core.errors import Conflict, NotFound, ValidationFailed
 from core.models import Agent, Conversation, Message, Widget, detached
 from core.relay import MAX_TEXT, classify_agent_text
@@ -171,6 +172,12 @@ def _statement(name: str, dialect: str) -> Any:
     return query
 
 
+def _one_or_none(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    if len(rows) > 1:
+        raise RuntimeError(f"expected at most one row, got {len(rows)}")
+    return rows[0] if rows else None
+
+
 async def _reserve_in_open_conversation(
     session: AsyncSession, widget_id: int, visitor_id: str, *, page_url: str | None
 ) -> Conversation | None:
@@ -181,7 +188,7 @@ async def _reserve_in_open_conversation(
     """
     query = _statement("reserve", session.get_bind().dialect.name)
     params = {"p_widget_id": widget_id, "p_visitor_id": visitor_id, "p_now": utcnow(), "p_page_url": page_url or None}
-    return detached(Conversation, (await session.execute(query, params)).one_or_none())
+    return detached(Conversation, _one_or_none(await returned_rows(session, query, params)))
 
 
 async def _insert_visitor_line(
@@ -199,7 +206,7 @@ async def _insert_visitor_line(
         "p_client_id": client_id,
         "p_created_at": utcnow(),
     }
-    return detached(Message, (await session.execute(query, params)).one_or_none())
+    return detached(Message, _one_or_none(await returned_rows(session, query, params)))
 
 
 async def post_visitor_message(
@@ -238,7 +245,8 @@ async def post_visitor_message(
             "updated_at": now,
         }
         query = _statement("open", session.get_bind().dialect.name)
-        conv = detached(Conversation, (await session.execute(query, {f"p_{k}": v for k, v in values.items()})).one())
+        [row] = await returned_rows(session, query, {f"p_{k}": v for k, v in values.items()})
+        conv = detached(Conversation, row)
         message = await _insert_visitor_line(session, conv, 1, cleaned, client_id)
         assert message is not None  # a new conversation has no client_id yet
         return Posted(conv, message, started=True)

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.sql.elements import TextClause
 
 from core import sqlite_driver
+from core.driver_sql import LISTENERS as DRIVER_LISTENERS
 from core.driver_sql import DriverStatement
 from core.destinations import INFO_KEY as DESTINATIONS
 from core.destinations import DestinationCache
@@ -256,15 +257,15 @@ class Database:
         # Destinations of each widget, cached for delivery planning (core/destinations.py);
         # sessions carry it so planning code finds it and commits can drop stale entries.
         self.destinations = DestinationCache()
-        info = {DESTINATIONS: self.destinations}
+        # Called with the SQL of each statement run past SQLAlchemy (core/driver_sql.py), as
+        # its cursor events are for the rest (tests count statements with both).
+        self.driver_listeners: list[Callable[[str, int], None]] = []
+        info = {DESTINATIONS: self.destinations, DRIVER_LISTENERS: self.driver_listeners}
         self._reader = async_sessionmaker(self._read_engine, expire_on_commit=False, info=info)
         self._writer = async_sessionmaker(self._write_engine, expire_on_commit=False, info=info)
         self._write_lock = WriteLock() if self.is_sqlite else None
         self._group: GroupCommitter | None = None
         self._driver_statements: dict[TextClause, DriverStatement] = {}
-        # Called with the SQL of each driver statement run, as SQLAlchemy's cursor events
-        # are for the rest (tests count statements with both).
-        self.driver_listeners: list[Callable[[str], None]] = []
 
     @property
     def is_sqlite(self) -> bool:

@@ -40,6 +40,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utcnow
+from core.driver_sql import returned_rows
 from core.conversations import Posted, VisitorContext
 from core.fanout import RELAY_ORDERING_PREFIX
 from core.models import Conversation, Message, detached
@@ -408,8 +409,8 @@ async def post_visitor_lines(session: AsyncSession, lines: Sequence[VisitorLine]
             for name, value in zip(columns, (row["id"], seq, row["visitor_name"], line.text, line.client_id)):
                 columns[name].append(value)
     if columns["seqs"]:
-        inserted = await session.execute(statements.insert, _bulk_params(dialect, columns, now))
-        stored.update(((m.conversation_id, m.seq), m) for m in (detached(Message, r) for r in inserted.all()))
+        inserted = await returned_rows(session, statements.insert, _bulk_params(dialect, columns, now))
+        stored.update(((m.conversation_id, m.seq), m) for m in (detached(Message, r) for r in inserted))
     if len(stored) != len(lines):
         raise LinesNotBulk("a line was sent before (its client_id is stored)")
     # Each line gets its own conversation object, as post_visitor_message returns it:
@@ -426,13 +427,12 @@ async def post_visitor_lines(session: AsyncSession, lines: Sequence[VisitorLine]
 
 async def _reserve_in_open_chats(session: AsyncSession, statement: Any, batch: _Batch, now: Any) -> dict[Pair, dict[str, Any]]:
     """SQLite: reserve each line's seq in its visitor's open chat; the chats, with ``last_seq`` raised."""
-    reserved = await session.execute(statement, _bulk_params("sqlite", batch.pair_columns(), now))
     chats: dict[Pair, dict[str, Any]] = {}
-    for row in reserved.all():
-        pair = (row.widget_id, row.visitor_id)
+    for row in await returned_rows(session, statement, _bulk_params("sqlite", batch.pair_columns(), now)):
+        pair = (row["widget_id"], row["visitor_id"])
         if pair in chats:
-            raise LinesNotBulk(f"visitor {row.visitor_id} has more than one open conversation")
-        chats[pair] = dict(row._mapping)
+            raise LinesNotBulk(f"visitor {row['visitor_id']} has more than one open conversation")
+        chats[pair] = row
     return chats
 
 
@@ -480,7 +480,7 @@ async def _open_conversations(
     if not first:
         return {}
     pairs = list(first)
-    opened = await session.execute(statement, _bulk_params(dialect, {
+    opened = await returned_rows(session, statement, _bulk_params(dialect, {
         "widget_ids": [w for w, _ in pairs],
         "visitor_ids": [v for _, v in pairs],
         "names": [first[p].name for p in pairs],
@@ -491,7 +491,7 @@ async def _open_conversations(
         "timezones": [first[p].timezone for p in pairs],
         "counts": [batch.counts[p] for p in pairs],
     }, now))
-    return {(row.widget_id, row.visitor_id): dict(row._mapping) for row in opened.all()}
+    return {(row["widget_id"], row["visitor_id"]): row for row in opened}
 
 
 async def store_in_chats(

@@ -121,7 +121,11 @@ async def insert_rows(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> 
     cost a unit-of-work flush per batch, more than the statement itself, and
     on SQLite the web process holds the write lock meanwhile.
     """
-    if rows:
+    if not rows:
+        return
+    if session.get_bind().dialect.name == "sqlite":
+        await insert_many(session, OutboxItem.__table__, rows)  # inline, on the transaction's connection
+    else:  # Core's executemany: one multi-row INSERT whose ids follow the rows' order
         await session.execute(insert(OutboxItem.__table__), list(rows))
 
 

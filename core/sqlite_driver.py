@@ -353,6 +353,27 @@ class InlineConnection:
             self._writing = False
         return result
 
+    @property
+    def writing(self) -> bool:
+        """Inside this connection's write transaction (BEGIN IMMEDIATE ran, no COMMIT or ROLLBACK yet)."""
+        return self._writing and self.raw.in_transaction
+
+    def run_now(self, sql: str, parameters: Sequence[Any]) -> sqlite3.Cursor:
+        """A statement of the write transaction, run at once: what ``run`` does for it, without the await."""
+        self._check_writing()
+        self.inline += 1
+        return self.raw.execute(sql, parameters)
+
+    def run_many_now(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """``run_now`` for each of ``rows`` (an INSERT of many rows)."""
+        self._check_writing()
+        self.inline += 1
+        self.raw.executemany(sql, rows)
+
+    def _check_writing(self) -> None:
+        if not self.writing or (self._in_thread is not None and not self._in_thread.done()):
+            raise RuntimeError("run_now is for statements of this connection's write transaction")
+
     def cursor(self) -> InlineCursor:
         return InlineCursor(self)
 

@@ -19,7 +19,7 @@ def statements(db: Database) -> Iterator[list[str]]:
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         seen.append(" ".join(statement.split()))
 
-    def record_driver(statement: str) -> None:  # statements the driver runs itself (core/driver_sql.py)
+    def record_driver(statement: str, _rows: int) -> None:  # statements run past SQLAlchemy (core/driver_sql.py)
         seen.append(" ".join(statement.split()))
 
     engines = {db.engine.sync_engine, db._write_engine.sync_engine}

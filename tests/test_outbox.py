@@ -341,13 +341,19 @@ async def test_new_rows_of_outcomes_recorded_together_are_one_insert_and_keep_ex
             # SQLite: an executemany of 4 rows; PostgreSQL: one statement of arrays of 4 values.
             inserts.append((statement, len(parameters) if executemany else len(parameters[0])))
 
+    def count_driver(statement: str, rows: int) -> None:  # SQLite: run on the transaction's connection
+        if "processed_events" in statement and statement.lstrip().upper().startswith("INSERT"):
+            inserts.append((statement, rows))
+
     engine = db._write_engine.sync_engine
     event.listen(engine, "before_cursor_execute", count)
+    db.driver_listeners.append(count_driver)
     try:
         async with db.write() as session:
             assert await record_many(session, finished, "w") == {item.id for item in items}
     finally:
         event.remove(engine, "before_cursor_execute", count)
+        db.driver_listeners.remove(count_driver)
     assert len(inserts) == 1 and inserts[0][1] == 4, inserts
     assert called == [1]
     async with db.read() as session:
