@@ -40,8 +40,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import utcnow
-from core.driver_sql import returned_rows
 from core.conversations import Posted, VisitorContext
+from core.driver_sql import returned_rows
 from core.fanout import RELAY_ORDERING_PREFIX
 from core.models import Conversation, Message, detached
 
