@@ -150,7 +150,10 @@ async def test_a_question_while_the_embedding_index_builds_is_answered_from_keyw
         assert (await visitor.next("typing", timeout=10.0))["active"] is True
         reply = await bot_reply(visitor, timeout=10.0)
         assert loop.time() - asked < 10.0 and EMBED_ANSWER in reply["text"]
-        assert model.entered.is_set()  # the embedding build had started, and waits at the gate still
+        # The full build runs in a thread of its own and reaches the model after its keyword
+        # work, which can take longer than the keyword answer did: wait for it. The gate is
+        # still shut, so the answer above cannot have come from that build.
+        assert await asyncio.to_thread(model.entered.wait, 10.0)
     finally:
         model.gate.set()
     assert (await visitor.next("typing"))["active"] is False
